@@ -1,0 +1,122 @@
+"""chatproto: a sans-IO implementation of a line-based TCP chat protocol.
+
+The core in this package does no I/O and reads no clock: feed it bytes and the
+current time, drain the bytes it wants sent. Three layers, each usable alone:
+
+* :class:`LineBuffer`: framing and the line-length limit.
+* :class:`ServerSession` / :class:`ClientSession`: one connection's state
+  machine, server side and client side.
+* :class:`ChatServer`: the room: registry, routing, output buffers, idle
+  timeouts, limits and shutdown.
+
+Adapters that wire the core to real sockets live in ``chatproto.adapters``; the
+tools in ``chatproto.cli`` and ``chatproto.conformance``. Importing
+``chatproto`` loads none of them. The normative spec is docs/protocol.md.
+"""
+
+from ._client_session import ClientEvent, ClientSession, ClientState, UserList
+from ._commands import (
+    Command,
+    Help,
+    ListUsers,
+    Login,
+    Ping,
+    Quit,
+    SendDirect,
+    SendMessage,
+    encode_command,
+    is_valid_username,
+)
+from ._config import ClientConfig, ServerConfig
+from ._errors import ErrorCode, LocalProtocolError
+from ._events import (
+    CloseMode,
+    CloseReason,
+    CommandRejected,
+    ConnectionClosed,
+    ConnId,
+    DirectMessageSent,
+    MessageBroadcast,
+    ServerEvent,
+    UserLeft,
+    UserLoggedIn,
+)
+from ._framing import LineBuffer, LineTooLong
+from ._replies import (
+    HELP_TEXT,
+    DirectReceived,
+    Error,
+    IdleTimeout,
+    Info,
+    MessageReceived,
+    Ok,
+    Pong,
+    ServerLine,
+    ServerShutdown,
+    UnknownLine,
+    User,
+    UserDisconnected,
+    UserJoined,
+    encode_server_line,
+    parse_server_line,
+)
+from ._room import Room
+from ._server import ChatServer
+from ._server_session import BadCommand, ServerSession, SessionState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HELP_TEXT",
+    "BadCommand",
+    "ChatServer",
+    "ClientConfig",
+    "ClientEvent",
+    "ClientSession",
+    "ClientState",
+    "CloseMode",
+    "CloseReason",
+    "Command",
+    "CommandRejected",
+    "ConnId",
+    "ConnectionClosed",
+    "DirectMessageSent",
+    "DirectReceived",
+    "Error",
+    "ErrorCode",
+    "Help",
+    "IdleTimeout",
+    "Info",
+    "LineBuffer",
+    "LineTooLong",
+    "ListUsers",
+    "LocalProtocolError",
+    "Login",
+    "MessageBroadcast",
+    "MessageReceived",
+    "Ok",
+    "Ping",
+    "Pong",
+    "Quit",
+    "Room",
+    "SendDirect",
+    "SendMessage",
+    "ServerConfig",
+    "ServerEvent",
+    "ServerLine",
+    "ServerSession",
+    "ServerShutdown",
+    "SessionState",
+    "UnknownLine",
+    "User",
+    "UserDisconnected",
+    "UserJoined",
+    "UserLeft",
+    "UserList",
+    "UserLoggedIn",
+    "__version__",
+    "encode_command",
+    "encode_server_line",
+    "is_valid_username",
+    "parse_server_line",
+]

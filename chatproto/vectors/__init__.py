@@ -16,7 +16,13 @@ and ``steps``, executed in order:
   this (terminator removed).
 
 After the last step, no client has received any line not named in an
-``expect`` step. Lines are compared exactly; a conformance run against a
+``expect`` step.
+
+Cases assume a server with the default limits of docs/protocol.md §13 (the
+line-length cases use ``max_line_bytes`` = 4096) and no timeout firing during
+a case. Every ``send`` comes after ``expect`` steps that prove what it depends
+on was processed, so a case gives the same lines over any transport, however
+the bytes are split. Lines are compared exactly; a conformance run against a
 third-party server may compare only the error token (``ERR <token>``).
 """
 

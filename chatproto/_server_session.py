@@ -63,12 +63,11 @@ TRANSITIONS: Final[dict[tuple[SessionState, str], SessionState]] = {
     (SessionState.CLOSED, "close"): SessionState.CLOSED,
 }
 
-#: Command types accepted in each state; others get the state's refusal code.
+#: Command types accepted in each state; others get the state's refusal code
+#: (NOT_LOGGED_IN before login, ALREADY_LOGGED_IN for a LOGIN after it).
 ALLOWED: Final[dict[SessionState, frozenset[type]]] = {
     SessionState.AWAITING_LOGIN: frozenset({Login, Ping, Help, Quit}),
-    SessionState.LOGGED_IN: frozenset(
-        {SendMessage, SendDirect, ListUsers, Ping, Help, Quit, Login}
-    ),
+    SessionState.LOGGED_IN: frozenset({SendMessage, SendDirect, ListUsers, Ping, Help, Quit}),
     SessionState.CLOSED: frozenset(),
 }
 

@@ -202,7 +202,6 @@ class ChatServer:
             data = bytes(data)
         if b"\n" in data:
             c.last_seen = now  # any complete line resets the idle timer (§12.2)
-        cap = self._config.max_outbound_bytes
         events = self._events
         for cmd in c.session.receive_data(data):
             kind = type(cmd)
@@ -226,8 +225,13 @@ class ChatServer:
             else:  # Quit
                 self._queue(c, _OK)
                 self._begin_close(c, CloseReason.QUIT, now)
-            if c.queued > cap:
-                break  # a slow consumer's remaining lines are not executed
+            if self._overflowed:
+                # A slow consumer leaves before the next line runs (§12.3 "at
+                # once"), so that lines batched in one read see the same room
+                # as lines read one by one (§1.3).
+                self._drop_overflowed(now)
+                if c.mode is not _OPEN:
+                    break  # the sender itself was dropped: the rest is not executed
         return self._finish(now)
 
     def receive_eof(self, conn: ConnId, now: float) -> list[ServerEvent]:
@@ -478,7 +482,14 @@ class ChatServer:
         self._ready.append(c.id)
 
     def _finish(self, now: float) -> list[ServerEvent]:
-        """Drop slow consumers (which may overflow others), then hand out events."""
+        """Drop slow consumers, then hand out events."""
+        self._drop_overflowed(now)
+        events = self._events
+        self._events = []
+        return events
+
+    def _drop_overflowed(self, now: float) -> None:
+        """Drop connections queued past the cap (their notices may overflow others)."""
         overflowed = self._overflowed
         while overflowed:
             c = overflowed.pop()
@@ -488,6 +499,3 @@ class ChatServer:
                 self._begin_close(c, CloseReason.SLOW_CONSUMER, now, _NOW)
             else:
                 self._abort(c)
-        events = self._events
-        self._events = []
-        return events

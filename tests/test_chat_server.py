@@ -225,6 +225,33 @@ def test_sender_overflow_same_however_split() -> None:
     assert run(True) == run(False)
 
 
+def test_slow_consumer_leaves_before_the_next_pipelined_line() -> None:
+    # Regression: the victim used to stay in the room until the end of the
+    # read, so WHO/DM/MSG later in the same read saw it, and the replies
+    # depended on how the sender's lines were batched (§1.3, §12.3).
+    lines = [f"MSG {'x' * 55}\n".encode()] * 4 + [b"WHO\n", b"DM v hi\n", b"MSG after\n"]
+
+    def run(batched: bool) -> tuple[list[str], list[object]]:
+        room = MemoryRoom(ServerConfig(max_line_bytes=64, max_outbound_bytes=200))
+        a, v = room.login("a", "v")
+        v.stop_reading()
+        if batched:
+            a.send(b"".join(lines))
+        else:
+            for line in lines:
+                a.send(line)
+        assert v.closed_with is NOW
+        # ConnectionClosed comes when the adapter closes, after the read that
+        # decided it: its place depends on the batching, by design.
+        kept = (UserLoggedIn, ConnectionClosed)
+        return a.lines(), [e for e in room.events if not isinstance(e, kept)]
+
+    replies, events = run(batched=True)
+    assert replies == ["INFO v disconnected", "USER a", err(ErrorCode.USER_NOT_FOUND)]
+    assert (replies, events) == run(batched=False)
+    assert events[-1] == MessageBroadcast(ConnId(1), "a", "after", 0)
+
+
 @pytest.mark.parametrize(("last_pong", "mode"), [(47, AFTER_FLUSH), (48, NOW)])
 def test_overflow_while_starting_to_close(last_pong: int, mode: CloseMode) -> None:
     # PONGs fill the queue to 197 or 198 bytes; QUIT's "OK\n" brings it to

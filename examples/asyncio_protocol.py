@@ -12,8 +12,9 @@ the :class:`chatproto.ChatServer`. It keeps the same adapter contract (see the
 * a connection's output is taken from the core only while its transport can
   take more (``pause_writing``/``resume_writing``), so a backlog stays in the
   core, where the slow-consumer cap measures it;
-* it closes when :meth:`~chatproto.ChatServer.close_mode` says so (after the
-  output, or at once with ``abort``);
+* it closes when :meth:`~chatproto.ChatServer.close_mode` says so: after the
+  output (a lingering close: FIN, then wait for the peer's, bounded by the
+  core's ``close_timeout``), or at once with ``abort``;
 * one ``call_at`` timer follows :meth:`~chatproto.ChatServer.next_deadline`;
 * SIGINT/SIGTERM shut down gracefully: ``INFO server-shutdown`` to everyone,
   then wait until every connection is closed.
@@ -106,7 +107,9 @@ class ChatProtocol(asyncio.Protocol):
         # False between pause_writing and resume_writing: the transport's
         # buffer is over its high-water mark, so output waits in the core.
         self.writable = True
-        self.reading = True
+        # The two halves of a lingering close (see flush).
+        self.eof_sent = False
+        self.peer_eof = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport; uvloop's does not subclass asyncio.Transport.
@@ -122,9 +125,12 @@ class ChatProtocol(asyncio.Protocol):
         self.server.schedule_service()
 
     def eof_received(self) -> bool:
+        self.peer_eof = True
         self.core.receive_eof(self.conn, self.server.loop.time())
         self.server.schedule_service()
-        return True  # half-close: keep the transport open to send the replies
+        # Half-close: keep the transport open to send the replies, unless
+        # ours are all out already (then returning False closes it).
+        return not self.eof_sent
 
     def pause_writing(self) -> None:
         self.writable = False
@@ -147,19 +153,23 @@ class ChatProtocol(asyncio.Protocol):
         if mode is CloseMode.NOW:
             transport.abort()  # connection_lost follows
             return
-        if mode is CloseMode.AFTER_FLUSH and self.reading:
-            self.reading = False  # the core ignores input from now on
-            transport.pause_reading()
         while self.writable:
             data = self.core.data_to_send(self.conn)
             if not data:
                 break
             transport.write(data)  # may call pause_writing at once
-        if self.writable and mode is CloseMode.AFTER_FLUSH:
-            # close() sends what the transport still buffers, then closes. If
-            # the peer does not read, the core's close_timeout makes the mode
-            # NOW and the next flush aborts.
-            transport.close()
+        if self.writable and mode is CloseMode.AFTER_FLUSH and not self.eof_sent:
+            # A lingering close: our FIN goes out after the data, and we keep
+            # reading (the core ignores it) until the peer's FIN. Closing with
+            # unread input would send a RST, which can destroy the replies
+            # still in flight (a client that pipelined lines after QUIT). A
+            # peer that never closes is cut off by the core's close_timeout:
+            # the mode becomes NOW and the next flush aborts.
+            self.eof_sent = True
+            if self.peer_eof or not transport.can_write_eof():
+                transport.close()
+            else:
+                transport.write_eof()
 
 
 async def serve(host: str, port: int, config: ServerConfig) -> None:

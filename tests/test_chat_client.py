@@ -341,6 +341,7 @@ def test_end_of_input_leaves_politely() -> None:
             "MSG alice one last thing",
             "INFO alice disconnected",
         ]
+        bob.close()
         assert server.interrupt() == 0
 
 
@@ -355,6 +356,7 @@ def test_username_taken_then_login_again() -> None:
             assert squatter.expect("MSG alice2 hi")[-1] == "MSG alice2 hi"
             _type(chat, "/quit")
             assert chat.exit_status() == 0
+        squatter.close()
         assert server.interrupt() == 0
 
 
@@ -459,4 +461,5 @@ def test_prompt_toolkit_under_a_terminal() -> None:
             assert bob.expect("INFO alice disconnected") == ["INFO alice disconnected"]
         finally:
             chat.close()
+        bob.close()
         assert server.interrupt() == 0

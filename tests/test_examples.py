@@ -125,9 +125,12 @@ class Proc:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"{self.args} did not exit: {self.lines}") from None
 
+    def send_sigint(self) -> None:
+        self.popen.send_signal(signal.SIGINT)
+
     def interrupt(self, timeout: float = DEADLINE) -> int:
         """SIGINT, then wait for the exit status."""
-        self.popen.send_signal(signal.SIGINT)
+        self.send_sigint()
         return self.exit_status(timeout)
 
     def kill(self) -> None:
@@ -176,6 +179,11 @@ class LineClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket. Servers may linger until their peers close
+        (a graceful TCP close), so tests close clients before stopping one."""
         self.sock.close()
 
     def send(self, *lines: str) -> None:
@@ -252,10 +260,13 @@ def test_example_server_chat_and_graceful_shutdown(kind: str) -> None:
         assert bob.expect("PONG 7") == ["OK", "USER alice", "USER Bob", "PONG 7"]
         assert alice.sync() == ["DM Bob hi"]
 
-        assert server.interrupt() == 0
+        server.send_sigint()
         # §12.5: the notice, then each other user leaving, then the close.
         assert alice.read_to_eof() == ["INFO server-shutdown", "INFO Bob disconnected"]
         assert bob.read_to_eof() == ["INFO server-shutdown", "INFO alice disconnected"]
+        alice.close()
+        bob.close()
+        assert server.exit_status() == 0
 
 
 @pytest.mark.parametrize("kind", EXAMPLE_SERVERS)
@@ -275,14 +286,16 @@ def test_example_server_half_close_quit_and_leave(kind: str) -> None:
         with LineClient(port) as dave:
             dave.send("QUIT", "PING never")  # nothing after QUIT is executed
             assert dave.read_to_eof() == ["OK"]
+        alice.close()
         assert server.interrupt() == 0
 
 
 @pytest.mark.parametrize("kind", EXAMPLE_SERVERS)
 def test_example_server_idle_timeout(kind: str) -> None:
-    with start_server(kind, "--idle-timeout", "0.3") as (server, port), LineClient(port) as idle:
-        # The server's timer, not any input, ends this connection.
-        assert idle.read_to_eof() == ["INFO idle-timeout"]
+    with start_server(kind, "--idle-timeout", "0.3") as (server, port):
+        with LineClient(port) as idle:
+            # The server's timer, not any input, ends this connection.
+            assert idle.read_to_eof() == ["INFO idle-timeout"]
         assert server.interrupt() == 0
 
 
@@ -309,6 +322,7 @@ def test_asyncio_example_drops_a_slow_consumer(kind: str) -> None:
         # The others are not held back: the room still works.
         talker.send("WHO")
         assert talker.sync() == ["USER talker"]
+        talker.close()
         assert server.interrupt() == 0
 
 
@@ -359,9 +373,11 @@ def test_bot_leaves_when_the_server_shuts_down() -> None:
 
 
 def test_bot_reports_a_refused_login() -> None:
-    with start_server("selectors") as (server, port), LineClient(port) as squatter:
-        squatter.login("bot")
-        with running([sys.executable, str(EXAMPLES / "bot.py"), "127.0.0.1", str(port)]) as bot:
-            bot.wait_for("login refused: username-taken")
-            assert bot.exit_status() == 1
+    with start_server("selectors") as (server, port):
+        with LineClient(port) as squatter:
+            squatter.login("bot")
+            bot_py = [sys.executable, str(EXAMPLES / "bot.py"), "127.0.0.1", str(port)]
+            with running(bot_py) as bot:
+                bot.wait_for("login refused: username-taken")
+                assert bot.exit_status() == 1
         assert server.interrupt() == 0

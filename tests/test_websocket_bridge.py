@@ -320,7 +320,7 @@ def test_websocket_user_and_tcp_user_talk(kind: str) -> None:
         # The browser left: its chat connection QUITs.
         assert tcp.expect("INFO webby disconnected")[-1] == "INFO webby disconnected"
         assert tcp.sync() == []
-        tcp.sock.close()
+        tcp.close()
         assert proc.interrupt() == 0
         assert server.interrupt() == 0
 
@@ -348,6 +348,7 @@ def test_stopping_the_bridge_says_goodbye_on_both_sides() -> None:
             assert proc.interrupt() == 0
             assert web.wait_closed().code == 1001
         assert tcp.expect("INFO webby disconnected")[-1] == "INFO webby disconnected"
+        tcp.close()
         assert server.interrupt() == 0
 
 
@@ -425,5 +426,6 @@ def test_browser_and_tcp_users_talk(tmp_path: Path) -> None:
             assert problems == []
         finally:
             context.close()
+        tcp.close()
         assert proc.interrupt() == 0
         assert server.interrupt() == 0

@@ -32,7 +32,8 @@ class Room(Generic[M]):
         return len(self._members)
 
     def __contains__(self, name: str) -> bool:
-        return name.lower() in self._members
+        # Through lookup(), so that "in" and lookup() agree on non-ASCII names.
+        return self.lookup(name) is not None
 
     def claim(self, name: str, member: M) -> bool:
         """Register ``name`` for ``member``; ``False`` if the name is taken."""

@@ -463,3 +463,18 @@ def test_prompt_toolkit_under_a_terminal() -> None:
             chat.close()
         bob.close()
         assert server.interrupt() == 0
+
+
+def test_prompt_toolkit_reports_a_lost_connection() -> None:
+    with start_server("selectors") as (server, port):
+        chat = PtyChat(_chat(port, "--name", "alice"))
+        try:
+            chat.wait_for(r"logged in as alice")
+            chat.type("half typed")
+            chat.wait_for(r"half typed$")
+            assert server.interrupt() == 0
+            # The prompt gives way; the reason is on screen.
+            chat.wait_for(r"-- the server is shutting down\r\n.*connection closed by the server")
+            assert chat.popen.wait(DEADLINE) == 1
+        finally:
+            chat.close()

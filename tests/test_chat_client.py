@@ -478,3 +478,24 @@ def test_prompt_toolkit_reports_a_lost_connection() -> None:
             assert chat.popen.wait(DEADLINE) == 1
         finally:
             chat.close()
+
+
+def test_without_prompt_toolkit_a_terminal_gets_plain_lines() -> None:
+    block = (
+        "import sys; sys.modules['prompt_toolkit'] = None; "
+        "from chatproto.cli.chat import main; sys.exit(main())"
+    )
+    with start_server("selectors") as (server, port), LineClient(port) as bob:
+        bob.login("bob")
+        chat = PtyChat([sys.executable, "-c", block, "127.0.0.1", str(port), "--name", "alice"])
+        try:
+            chat.wait_for(r"prompt_toolkit is not installed: plain line input")
+            chat.wait_for(r"logged in as alice")
+            chat.type("plain hello\r")
+            assert bob.expect("MSG alice plain hello")[-1] == "MSG alice plain hello"
+            chat.type("/quit\r")
+            assert chat.popen.wait(DEADLINE) == 0
+        finally:
+            chat.close()
+        bob.close()
+        assert server.interrupt() == 0

@@ -93,7 +93,9 @@ class ClientSession:
         self._login_name: str | None = None
         # Commands sent whose reply has not been matched yet, oldest first.
         self._pending: deque[Command] = deque()
-        self._who: list[str] = []
+        # The WHO block being read. A dict as an ordered set: a name already
+        # in it starts the next block (see _match).
+        self._who: dict[str, None] = {}
 
     @property
     def state(self) -> ClientState:
@@ -155,7 +157,7 @@ class ClientSession:
         if self._pending and isinstance(self._pending[0], ListUsers) and self._who:
             events.append(UserList(tuple(self._who)))
         self._pending.clear()
-        self._who = []
+        self._who = {}
         self._state = ClientState.CLOSED
         return events
 
@@ -174,13 +176,15 @@ class ClientSession:
                     return
                 continue  # the MSG succeeded silently
             if isinstance(head, ListUsers):
-                if isinstance(event, User):
-                    self._who.append(event.name)
+                if isinstance(event, User) and event.name not in self._who:
+                    self._who[event.name] = None
                     return
+                # A block lists each user once (§9.1), so a name seen again
+                # is the first line of the next WHO's block: this one is over.
                 pending.popleft()
                 if self._who or not isinstance(event, Error):
                     events.append(UserList(tuple(self._who)))
-                    self._who = []
+                    self._who = {}
                     continue
                 return  # the WHO itself was refused
             pending.popleft()

@@ -237,6 +237,19 @@ def test_who_gives_a_user_list_before_the_pong() -> None:
     assert client.pending == 0
 
 
+def test_back_to_back_who_gives_two_lists() -> None:
+    # Regression: the blocks of two WHOs sent together have no marker between
+    # them; they were merged into one list, then an empty one was emitted.
+    client = ClientSession()
+    client.send(ListUsers())
+    client.send(ListUsers())
+    client.send(Ping())
+    events = client.receive_data(b"USER a\nUSER b\nUSER a\nUSER b\nUSER c\nPONG\n")
+    lists = [e for e in events if isinstance(e, UserList)]
+    assert lists == [UserList(("a", "b")), UserList(("a", "b", "c"))]
+    assert client.pending == 0
+
+
 def test_refused_who_gives_no_user_list() -> None:
     client = ClientSession()
     client.who()

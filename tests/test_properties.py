@@ -20,19 +20,28 @@ from chatproto import (
     ChatServer,
     ClientEvent,
     ClientSession,
+    ClientState,
     CloseMode,
     CloseReason,
+    Command,
     CommandRejected,
     ConnectionClosed,
     DirectMessageSent,
     ErrorCode,
+    Help,
     LineBuffer,
+    ListUsers,
     Login,
     MessageBroadcast,
+    Ping,
+    Pong,
+    SendDirect,
+    SendMessage,
     ServerConfig,
     ServerEvent,
     ServerSession,
     UserLeft,
+    UserList,
     UserLoggedIn,
 )
 from chatproto._server_session import BadCommand
@@ -563,3 +572,56 @@ TestRoom = RoomMachine.TestCase
 def test_bad_command_is_exported_for_session_users() -> None:
     # ServerSession users match refusals with this type; keep it importable.
     assert BadCommand(ErrorCode.UNKNOWN_COMMAND).code is ErrorCode.UNKNOWN_COMMAND
+
+
+# ------------------------------------------- ClientSession against ChatServer
+
+client_commands = st.lists(
+    st.one_of(
+        st.sampled_from(["alice", "bob", "BOB", "carol"]).map(Login),
+        st.sampled_from(["hi", "x" * 70]).map(SendMessage),
+        st.sampled_from(["bob", "alice", "nobody"]).map(lambda to: SendDirect(to, "yo")),
+        st.just(ListUsers()),
+        st.sampled_from([None, "t"]).map(Ping),
+        st.just(Help()),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=MAX_EXAMPLES)
+@given(commands=client_commands, batched=st.booleans())
+def test_client_session_tracks_the_real_server(commands: list[Command], batched: bool) -> None:
+    """Reply matching keeps the client's view equal to the server's.
+
+    Sent one by one or all in one batch, every WHO answered after the login
+    gives exactly one UserList with the room as it was, even back to back.
+    """
+    room = MemoryRoom(ServerConfig(max_line_bytes=64, max_outbound_bytes=4096))
+    room.login("bob")
+    wire = room.connect()
+    client = ClientSession()
+    events: list[ClientEvent] = []
+    outgoing = b""
+    logged_in_as: str | None = None  # what the server will decide
+    expected_lists: list[UserList] = []
+    for command in commands:
+        if isinstance(command, Login):
+            if client.state is not ClientState.CONNECTED:
+                continue  # a second LOGIN is refused by ClientSession itself
+            if logged_in_as is None and command.name.lower() != "bob":
+                logged_in_as = command.name
+        if isinstance(command, ListUsers) and logged_in_as is not None:
+            expected_lists.append(UserList(("bob", logged_in_as)))
+        outgoing += client.send(command)
+        if not batched:
+            wire.send(outgoing)
+            outgoing = b""
+            events += client.receive_data(wire.take())
+    wire.send(outgoing + client.send(Ping("end")))
+    events += client.receive_data(wire.take())
+    assert events[-1] == Pong("end")
+    assert client.pending == 0
+    assert client.username == room.server.username(wire.conn) == logged_in_as
+    assert (client.state is ClientState.LOGGED_IN) == (logged_in_as is not None)
+    assert [e for e in events if isinstance(e, UserList)] == expected_lists

@@ -113,15 +113,17 @@ class AnyioServer:
             self.observer.connected(conn, _format_peer(peer))
         with anyio.CancelScope() as scope:
             c = self._conns[conn] = _Connection(stream, scope)
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._read, conn, stream)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._read, conn, stream)
+                try:
                     await self._write(conn, c)
                     # Flushed and told to close: our FIN goes out, then the
                     # reader waits for the peer's (or the core's NOW).
                     await stream.send_eof()
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-                pass
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                    scope.cancel()
+                except RuntimeError:  # uvloop's write_eof on a transport the peer closed
+                    scope.cancel()
         del self._conns[conn]
         with anyio.CancelScope(shield=True):
             await stream.aclose()
@@ -215,12 +217,18 @@ def run(
     server = AnyioServer(config, observer)
 
     async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.serve, sock)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # Signals stay handled until the server has stopped: a second SIGINT
+        # during the graceful shutdown must not become a KeyboardInterrupt.
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+
+            async def watch() -> None:
                 async for _ in signals:
                     server.shutdown()
-                    break
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(watch)
+                await server.serve(sock)
+                tg.cancel_scope.cancel()
 
     options: dict[str, Any] = {}
     if anyio_backend == "asyncio" and use_uvloop:

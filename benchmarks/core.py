@@ -1,0 +1,129 @@
+"""The in-memory ceiling: how fast the sans-IO core is with no sockets at all.
+
+Measures :class:`chatproto.ChatServer` alone, fed bytes the way an adapter
+feeds them and drained the way an adapter drains them, with no I/O:
+
+* ``parse``: lines executed per second: one logged-in connection sends
+  chunks of ``PING <n>`` lines (parse, dispatch, reply queued, drained).
+* ``broadcast N``: deliveries per second when one of N logged-in clients
+  sends MSG lines (64-byte text), in chunks of 100 lines as a busy socket
+  would deliver them, and every recipient's output is drained after each
+  chunk: what one loop iteration of an adapter does. Deliveries = lines x
+  (N - 1).
+
+No server can beat these numbers with the same core, so they bound every
+adapter's figures in docs/performance.md. Each figure is the median of
+``--repeat`` timed runs of about ``--seconds`` each.
+
+Run: ``python benchmarks/core.py [--seconds 1] [--repeat 3] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from chatproto import ChatServer, ConnId, ServerConfig
+
+CHUNK_LINES = 100
+BROADCAST_SIZES = (10, 100, 1000)
+
+
+def _room(n: int) -> tuple[ChatServer, list[ConnId]]:
+    """A server with ``n`` logged-in clients, their output drained."""
+    server = ChatServer(ServerConfig(max_clients=max(n, 1), idle_timeout=1e9))
+    conns = []
+    for i in range(n):
+        conn = server.connection_made(0.0)
+        server.receive_data(conn, b"LOGIN u%d\n" % i, 0.0)
+        conns.append(conn)
+    for conn in server.take_ready():
+        server.data_to_send(conn)
+    return server, conns
+
+
+def _timed(step: Callable[[], int], seconds: float) -> float:
+    """Run ``step`` (which returns a count) for about ``seconds``; count/s."""
+    count = 0
+    clock = time.perf_counter
+    start = clock()
+    deadline = start + seconds
+    while True:
+        count += step()
+        now = clock()
+        if now >= deadline:
+            return count / (now - start)
+
+
+def parse_rate(seconds: float) -> float:
+    """Lines per second through receive_data, reply drained each chunk."""
+    server, (conn,) = _room(1)
+    chunk = b"".join(b"PING %d\n" % i for i in range(CHUNK_LINES))
+    receive, take, drain = server.receive_data, server.take_ready, server.data_to_send
+
+    def step() -> int:
+        receive(conn, chunk, 1.0)
+        for ready in take():
+            drain(ready)
+        return CHUNK_LINES
+
+    return _timed(step, seconds)
+
+
+def broadcast_rate(n: int, seconds: float) -> float:
+    """Deliveries per second for MSG lines from one of ``n`` clients."""
+    server, conns = _room(n)
+    sender = conns[0]
+    text = b"x" * 64
+    chunk = b"".join(b"MSG " + text + b"\n" for _ in range(CHUNK_LINES))
+    receive, take, drain = server.receive_data, server.take_ready, server.data_to_send
+    per_step = CHUNK_LINES * (n - 1)
+
+    def step() -> int:
+        receive(sender, chunk, 1.0)
+        for ready in take():
+            drain(ready)
+        return per_step
+
+    return _timed(step, seconds)
+
+
+def run(seconds: float, repeat: int) -> dict[str, Any]:
+    """Every figure, as the median of ``repeat`` runs; JSON-able."""
+    out: dict[str, Any] = {
+        "parse_lines_per_s": statistics.median(parse_rate(seconds) for _ in range(repeat))
+    }
+    for n in BROADCAST_SIZES:
+        out[f"broadcast_{n}_deliveries_per_s"] = statistics.median(
+            broadcast_rate(n, seconds) for _ in range(repeat)
+        )
+    out["seconds"] = seconds
+    out["repeat"] = repeat
+    out["chunk_lines"] = CHUNK_LINES
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="per timed run")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per figure")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    result = run(args.seconds, args.repeat)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"parse:          {result['parse_lines_per_s']:>14,.0f} lines/s")
+        for n in BROADCAST_SIZES:
+            rate = result[f"broadcast_{n}_deliveries_per_s"]
+            print(f"broadcast {n:>5}: {rate:>14,.0f} deliveries/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

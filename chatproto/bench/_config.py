@@ -1,0 +1,180 @@
+"""What to run: the scenario and its parameters, validated once.
+
+Owns :class:`BenchConfig` and how its clients and senders are shared out
+among worker processes. Never does I/O.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+__all__ = ["SCENARIOS", "BenchConfig", "ProcShare"]
+
+#: The scenarios ``chatproto-bench`` knows, in the order the help lists them.
+SCENARIOS = ("fanout", "connect", "pingpong", "slowreader")
+
+#: Scenarios in which some clients send MSG and others receive it.
+_BROADCAST = ("fanout", "slowreader")
+
+
+def _default_prefix() -> str:
+    # Names are <prefix><proc>_<index>: letters, digits and '_' only, so that
+    # servers stricter than chatproto (3 to 20 alphanumerics) accept them too.
+    return "b" + secrets.token_hex(2) + "_"
+
+
+@dataclass(frozen=True, slots=True)
+class ProcShare:
+    """The part of the load one worker process runs."""
+
+    #: Worker number, 0-based.
+    proc: int
+    #: Clients this process opens.
+    clients: int
+    #: How many of them send MSG (fanout, slowreader).
+    senders: int
+    #: Whether this process holds the slow reader (slowreader, process 0).
+    has_slow: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """One run of one scenario against one server.
+
+    Every field has the default the CLI shows; the times are seconds.
+    """
+
+    scenario: str
+    host: str = "127.0.0.1"
+    port: int = 4000
+    #: Clients in total, over all processes.
+    clients: int = 10
+    #: Clients that send MSG (fanout, slowreader); ``None``: min(10, all).
+    senders: int | None = None
+    #: Measured seconds, after the warm-up.
+    duration: float = 5.0
+    #: Seconds of load before measuring (excluded from every figure).
+    warmup: float = 1.0
+    #: After the window, how long to wait for messages still in flight.
+    drain: float = 2.0
+    #: Worker processes; the clients are shared out among them.
+    procs: int = 1
+    #: Messages each sender keeps unacknowledged (closed loop).
+    window: int = 4
+    #: ``observer``: a message is acknowledged when its process's observer
+    #: client receives it; ``all``: when every other reading client of the
+    #: sender's process has.
+    ack: str = "observer"
+    #: A message unacknowledged this long is released and counted as lost.
+    ack_timeout: float = 3.0
+    #: Bytes of MSG text (the timestamp is inside; the rest is padding).
+    payload: int = 64
+    #: After a light loop iteration, sleep this long so that lines coalesce
+    #: per read; ``None``: 100 µs for fanout, slowreader and connect, 0 for
+    #: pingpong (whose latency it would inflate).
+    batch_us: int | None = None
+    #: Connects and logins in progress at once.
+    conc: int = 256
+    #: Seconds for every client to connect and log in.
+    login_timeout: float = 30.0
+    #: Login names are ``<prefix><proc>_<index>``.
+    prefix: str = field(default_factory=_default_prefix)
+    #: The server's pid, to read its CPU and memory from /proc (optional).
+    server_pid: int | None = None
+    #: Receive buffer of the slow reader, small so that it fills fast.
+    slow_rcvbuf: int = 8192
+    #: Seconds the slow reader drains its backlog at the end.
+    slow_drain: float = 2.0
+    #: connect: seconds to wait for the PONG of every client in the burst.
+    burst_timeout: float = 10.0
+    #: Free text copied into the result.
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}; choose from {SCENARIOS}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be 1 to 65535, got {self.port}")
+        if self.procs < 1:
+            raise ValueError(f"--procs must be at least 1, got {self.procs}")
+        minimum = self.procs * (2 if self.scenario in _BROADCAST else 1)
+        if self.scenario == "slowreader":
+            minimum += 1
+        if self.clients < minimum:
+            raise ValueError(
+                f"{self.scenario} with --procs {self.procs} needs at least {minimum} "
+                f"clients, got {self.clients}"
+            )
+        k = self.sender_count
+        if self.scenario in _BROADCAST:
+            readers = self.clients - (1 if self.scenario == "slowreader" else 0)
+            if not self.procs <= k <= readers:
+                raise ValueError(
+                    f"--senders must be between --procs ({self.procs}) and {readers}, got {k}"
+                )
+        for share in self.shares():
+            readers = share.clients - (1 if share.has_slow else 0)
+            if share.senders > readers:
+                raise ValueError(
+                    f"process {share.proc} would get {share.senders} senders for "
+                    f"{readers} reading clients: use fewer --senders or --procs"
+                )
+        if self.duration <= 0 or self.warmup < 0 or self.drain < 0:
+            raise ValueError("--duration must be positive; --warmup and --drain not negative")
+        if self.window < 1:
+            raise ValueError(f"--window must be at least 1, got {self.window}")
+        if self.ack not in ("observer", "all"):
+            raise ValueError(f"--ack must be observer or all, got {self.ack!r}")
+        if self.payload < 16 or self.payload > 4000:
+            raise ValueError(f"--payload must be 16 to 4000 bytes, got {self.payload}")
+        if self.conc < 1:
+            raise ValueError(f"--conc must be at least 1, got {self.conc}")
+        allowed = all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in self.prefix)
+        if not self.prefix or not allowed:
+            raise ValueError(f"--prefix must be ASCII letters, digits or _, got {self.prefix!r}")
+        if len(self.prefix) + 12 > 32:
+            raise ValueError("--prefix is too long for a 32-character username")
+
+    @property
+    def sender_count(self) -> int:
+        """Senders in total (0 outside fanout and slowreader)."""
+        if self.scenario not in _BROADCAST:
+            return 0
+        if self.senders is not None:
+            return self.senders
+        readers = self.clients - (1 if self.scenario == "slowreader" else 0)
+        return max(self.procs, min(10, readers))
+
+    @property
+    def batch_seconds(self) -> float:
+        """The coalescing nap, resolved per scenario."""
+        if self.batch_us is not None:
+            return max(0, self.batch_us) / 1e6
+        return 0.0 if self.scenario == "pingpong" else 100e-6
+
+    def shares(self) -> list[ProcShare]:
+        """How the clients and senders are split among the processes.
+
+        As evenly as possible; the first processes take the remainders. The
+        slow reader (slowreader) is the first client of process 0 and is
+        never a sender.
+        """
+        n, k, p = self.clients, self.sender_count, self.procs
+        out = []
+        for i in range(p):
+            clients = n // p + (1 if i < n % p else 0)
+            senders = k // p + (1 if i < k % p else 0)
+            out.append(
+                ProcShare(
+                    proc=i,
+                    clients=clients,
+                    senders=senders,
+                    has_slow=self.scenario == "slowreader" and i == 0,
+                )
+            )
+        return out
+
+    def username(self, proc: int, index: int) -> str:
+        """The login name of client ``index`` of process ``proc``."""
+        return f"{self.prefix}{proc}_{index}"

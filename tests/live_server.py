@@ -164,7 +164,7 @@ def rss_kb(pid: int) -> int:
 def env_without(module: str, tmp: str) -> dict[str, str]:
     """An environment in which importing ``module`` fails, as if not installed."""
     with open(os.path.join(tmp, f"{module}.py"), "w") as f:
-        f.write(f"raise ImportError('No module named {module!r}')\n")
+        f.write(f"raise ImportError({f'No module named {module}'!r})\n")
     env = dict(os.environ)
     env["PYTHONPATH"] = tmp + os.pathsep + env.get("PYTHONPATH", "")
     return env

@@ -1,0 +1,696 @@
+"""What a test body works with: connections that speak in normalised events.
+
+Owns: :class:`TestContext` (one test's clock, transcript, connections, user
+names, dialect and leniencies) and :class:`Conn` (one client connection with
+expectation helpers). A test body says what the spec promises ("b gets alice's
+message"); the context applies the server's dialect, so that one body serves
+every dialect, and records each lenient variant it had to use.
+
+Synchronisation uses the protocol: :meth:`Conn.sync` sends ``PING`` and reads
+up to the ``PONG``, which proves that everything sent before it was processed
+(§10.2). The only plain waits are :meth:`TestContext.absent`, which shows that
+nothing arrives on a connection, and say so in the transcript.
+
+Lines that concern users of other tests (a late leave notice of a previous
+test, say) are noted in the transcript and skipped: each test owns the names
+it creates, and only those count.
+"""
+
+from __future__ import annotations
+
+import selectors
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn, Protocol
+
+from chatproto import (
+    DirectReceived,
+    Error,
+    MessageReceived,
+    Ok,
+    Pong,
+    ServerLine,
+    User,
+    UserDisconnected,
+    UserJoined,
+    parse_server_line,
+)
+
+from ._dialect import COSMETIC, SPEC_JOIN, SPEC_LEAVE, VARIANTS, Dialect, template_match
+from ._registry import Check
+from ._wire import Line, LineSocket, PeerClosed, ReadTimeout, Transcript
+
+__all__ = ["CheckFailed", "Conn", "Event", "ServerControl", "Settings", "SkipTest", "TestContext"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Knobs of a run that tests read."""
+
+    #: Seconds to wait for each expected line. Generous, for loaded CI boxes;
+    #: a passing test never waits for it.
+    line_timeout: float = 5.0
+    #: Seconds of a labelled absence wait.
+    absence: float = 0.3
+    #: The server's max_line_bytes (§1.4).
+    max_line_bytes: int = 4096
+    #: The idle timeout of the server a test talks to, when known (§12.2).
+    idle_timeout: float | None = None
+    #: Whether the strict profile is in force: dialects are failures.
+    strict: bool = False
+
+
+class CheckFailed(Exception):  # noqa: N818  (a verdict, not an error)
+    """The server did not do what the test checks."""
+
+    def __init__(self, message: str, *, expected: str | None = None, got: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.expected = expected
+        self.got = got
+
+
+class SkipTest(Exception):  # noqa: N818  (a verdict, not an error)
+    """The test cannot say anything about this target (the reason is the message)."""
+
+
+class ServerControl(Protocol):
+    """What a test that needs its own server may do with it."""
+
+    def terminate(self) -> None:
+        """Ask the server to shut down gracefully (SIGTERM to its process group)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A line from the server, after the dialect was applied."""
+
+    #: The line as received (terminator removed).
+    raw: str
+    #: What it means, in the spec's terms.
+    line: ServerLine
+    #: Whether it ended with CRLF.
+    crlf: bool = False
+
+
+def _named(line: ServerLine) -> str | None:
+    """The user a line is about, if any."""
+    if isinstance(line, (UserJoined, UserDisconnected, User)):
+        return line.name
+    if isinstance(line, (MessageReceived, DirectReceived)):
+        return line.sender
+    return None
+
+
+def _name_of(who: Conn | str) -> str:
+    return who.name if isinstance(who, Conn) else who
+
+
+class Conn:
+    """One client connection of a test, as events and expectations."""
+
+    def __init__(self, ctx: TestContext, label: str, name: str, wire: LineSocket) -> None:
+        self.ctx = ctx
+        #: Short label used in transcripts (``a``, ``b`` ...).
+        self.label = label
+        #: The username this connection logs in with.
+        self.name = name
+        self.wire = wire
+        self.logged_in = False
+        self.quit_sent = False
+        #: Whether the end-of-test check (no unexpected lines) covers it.
+        self.final_check = True
+        #: Whether lines about other tests' users are skipped.
+        self.filter_foreign = True
+        #: Join and leave notices about these names (lower case) are skipped.
+        self.ignore_notices_about: set[str] = set()
+        # Texts of MSGs sent, so an echo (a dialect) can be recognised.
+        self._echoes: list[str] = []
+        self._syncs = 0
+
+    # ------------------------------------------------------------- sending
+
+    def send(self, data: bytes | str, *, note: str | None = None) -> None:
+        """Send raw bytes (a ``str`` is encoded as UTF-8)."""
+        payload = data.encode("utf-8") if isinstance(data, str) else data
+        self._track(payload)
+        try:
+            self.wire.send(payload, note=note)
+        except ReadTimeout as exc:
+            self.ctx.fail(f"{self.label}: {exc}")
+        except OSError as exc:
+            self.ctx.fail(f"{self.label}: sending failed: {exc}", got="(connection broken)")
+
+    def send_line(self, text: str) -> None:
+        """Send ``text`` and ``\\n``."""
+        self.send(text + "\n")
+
+    def send_paced(
+        self, pieces: Sequence[bytes], gap: float = 0.01, note: str | None = None
+    ) -> None:
+        """Send ``pieces`` as separate segments (see :meth:`LineSocket.send_paced`)."""
+        self._track(b"".join(pieces))
+        try:
+            self.wire.send_paced(pieces, gap, note=note)
+        except (ReadTimeout, OSError) as exc:
+            self.ctx.fail(f"{self.label}: sending failed: {exc}")
+
+    def send_draining(self, data: bytes, *, note: str | None = None, timeout: float = 30.0) -> None:
+        """Send a lot while reading replies, so neither side blocks."""
+        self._track(data)
+        try:
+            self.wire.send_draining(data, self.ctx.deadline(timeout), note=note)
+        except ReadTimeout as exc:
+            self.ctx.fail(f"{self.label}: {exc}")
+        except OSError as exc:
+            self.ctx.fail(f"{self.label}: sending failed: {exc}", got="(connection broken)")
+
+    def _track(self, data: bytes) -> None:
+        # Cheap: only MSG and QUIT lines matter (echo recognition, final check).
+        if b"\n" not in data or len(data) > 1 << 16:
+            return
+        for raw in data.split(b"\n")[:-1]:
+            word, _, rest = raw.partition(b" ")
+            upper = word.upper().rstrip(b"\r")
+            if upper == b"MSG" and rest:
+                self._echoes.append(rest.rstrip(b"\r").decode("utf-8", "replace"))
+            elif upper == b"QUIT":
+                self.quit_sent = True
+
+    # ------------------------------------------------------------- reading
+
+    def next_event(self, what: str, *, timeout: float | None = None) -> Event:
+        """The next meaningful line; fail with ``what`` as the expectation if none comes."""
+        deadline = self.ctx.deadline(timeout)
+        while True:
+            try:
+                line = self.wire.read_line(deadline)
+            except ReadTimeout:
+                waited = timeout if timeout is not None else self.ctx.settings.line_timeout
+                self.ctx.fail(
+                    f"{self.label}: nothing arrived within {waited:.1f} s (expected {what})",
+                    expected=what,
+                    got="(nothing)",
+                )
+            except PeerClosed as exc:
+                self.ctx.fail(
+                    f"{self.label}: {exc} (expected {what})",
+                    expected=what,
+                    got="(connection closed)",
+                )
+            event = self._normalise(line)
+            if event is not None:
+                return event
+
+    def poll_event(self) -> Event | None:
+        """A line already received, if any; never waits."""
+        while self.wire.has_buffered_line():
+            event = self._normalise(self.wire.read_line(time.monotonic()))
+            if event is not None:
+                return event
+        return None
+
+    def _normalise(self, line: Line) -> Event | None:
+        raw = line.text
+        parsed = parse_server_line(raw)
+        d = self.ctx.dialect
+        wording: str | None = None
+        if d.join_notice and d.join_notice != SPEC_JOIN:
+            found = template_match(d.join_notice, raw)
+            if found:
+                parsed, wording = UserJoined(found), "join-notice-wording"
+        if d.leave_notice and d.leave_notice != SPEC_LEAVE:
+            found = template_match(d.leave_notice, raw)
+            if found:
+                parsed, wording = UserDisconnected(found), "leave-notice-wording"
+        name = _named(parsed)
+        if self.filter_foreign and name is not None and not self.ctx.owns(name):
+            self.ctx.note(self.label, f"skipped: about {name!r}, not a user of this test")
+            return None
+        if (
+            isinstance(parsed, (UserJoined, UserDisconnected))
+            and parsed.name.lower() in self.ignore_notices_about
+        ):
+            return None
+        if (
+            isinstance(parsed, MessageReceived)
+            and parsed.sender.lower() == self.name.lower()
+            and parsed.text in self._echoes
+            and d.msg_echo
+        ):
+            self._echoes.remove(parsed.text)
+            self.ctx.allow("msg-echo", f"{self.label} got its own MSG back: {raw!r}")
+            return None
+        if wording is not None:
+            self.ctx.allow(wording, f"{raw!r}")
+        return Event(raw, parsed, line.crlf)
+
+    # -------------------------------------------------------- expectations
+
+    def expect(
+        self, what: str, match: Callable[[Event], bool], *, timeout: float | None = None
+    ) -> Event:
+        """The next event must satisfy ``match``; ``what`` describes it for reports."""
+        event = self.next_event(what, timeout=timeout)
+        if not match(event):
+            self.ctx.fail(
+                f"{self.label}: expected {what}, got {event.raw!r}{self.ctx.hint(self, event)}",
+                expected=what,
+                got=event.raw,
+            )
+        return event
+
+    def expect_line(self, text: str, *, timeout: float | None = None) -> Event:
+        """The next line is exactly ``text`` (for exact spec texts)."""
+        return self.expect(text, lambda e: e.raw == text, timeout=timeout)
+
+    def expect_ok(self, what: str = "OK") -> Event:
+        """The next line is ``OK``."""
+        return self.expect(what, lambda e: isinstance(e.line, Ok))
+
+    def expect_error(self, token: str, *, timeout: float | None = None) -> Event:
+        """The next line is ``ERR <token> ...`` (core: any token, as a variant)."""
+        event = self.expect(f"ERR {token}", lambda e: isinstance(e.line, Error), timeout=timeout)
+        assert isinstance(event.line, Error)
+        if event.line.token != token:
+            self.ctx.allow("error-token", f"{event.raw!r} where the spec says ERR {token}")
+        return event
+
+    def expect_pong(self, token: str | None = None) -> Event:
+        """The next line is ``PONG`` (with ``token`` when given)."""
+        want = "PONG" if token is None else f"PONG {token}"
+        event = self.expect(want, lambda e: isinstance(e.line, Pong))
+        assert isinstance(event.line, Pong)
+        if event.line.token != token:
+            if token is not None and event.line.token is None and not self.ctx.dialect.pong_token:
+                self.ctx.allow("pong-without-token", f"{event.raw!r} for PING {token}")
+            else:
+                self.ctx.fail(
+                    f"{self.label}: expected {want!r}, got {event.raw!r}",
+                    expected=want,
+                    got=event.raw,
+                )
+        return event
+
+    def expect_msg(self, sender: Conn | str, text: str) -> Event:
+        """The next line is ``MSG <sender> <text>``."""
+        name = _name_of(sender)
+        return self.expect(
+            f"MSG {name} {text}",
+            lambda e: e.line == MessageReceived(name, text),
+        )
+
+    def expect_dm(self, sender: Conn | str, text: str) -> Event:
+        """The next line is ``DM <sender> <text>``."""
+        name = _name_of(sender)
+        return self.expect(f"DM {name} {text}", lambda e: e.line == DirectReceived(name, text))
+
+    def expect_joined(self, who: Conn | str) -> Event | None:
+        """The join notice for ``who``, in the dialect's wording (none if it has none)."""
+        if self.ctx.dialect.join_notice is None:
+            return None
+        name = _name_of(who)
+        return self.expect(f"INFO {name} joined", lambda e: e.line == UserJoined(name))
+
+    def expect_left(self, who: Conn | str, *, timeout: float | None = None) -> Event | None:
+        """The leave notice for ``who`` (none if the dialect has none)."""
+        if self.ctx.dialect.leave_notice is None:
+            return None
+        name = _name_of(who)
+        return self.expect(
+            f"INFO {name} disconnected", lambda e: e.line == UserDisconnected(name), timeout=timeout
+        )
+
+    def expect_dm_ack(self, recipient: Conn | str) -> Event | None:
+        """Whatever acknowledges a DM in this dialect (``OK`` in the spec)."""
+        ack = self.ctx.dialect.dm_ack
+        if ack is None:
+            self.ctx.allow("no-dm-ack", "no acknowledgement of a DM")
+            return None
+        if ack == "OK":
+            return self.expect_ok("OK (DM delivered)")
+        name = _name_of(recipient)
+        event = self.expect(
+            ack.replace("{name}", name), lambda e: template_match(ack, e.raw) is not None
+        )
+        self.ctx.allow("dm-ack-wording", f"{event.raw!r} acknowledges the DM")
+        return event
+
+    def expect_closed(
+        self, what: str = "the server to close the connection", *, timeout: float | None = None
+    ) -> None:
+        """No more lines: the server closes the connection."""
+        deadline = self.ctx.deadline(timeout)
+        while True:
+            try:
+                line = self.wire.read_line(deadline)
+            except ReadTimeout:
+                self.ctx.fail(
+                    f"{self.label}: still open (expected {what})", expected=what, got="(still open)"
+                )
+            except PeerClosed:
+                return
+            event = self._normalise(line)
+            if event is not None:
+                self.ctx.fail(
+                    f"{self.label}: unexpected line {event.raw!r} (expected {what})"
+                    + self.ctx.hint(self, event),
+                    expected=what,
+                    got=event.raw,
+                )
+
+    def login(self) -> Conn:
+        """``LOGIN <name>`` and its ``OK``."""
+        self.send_line(f"LOGIN {self.name}")
+        self.expect_ok(f"OK (LOGIN {self.name})")
+        self.logged_in = True
+        return self
+
+    def msg(self, text: str) -> None:
+        """Send ``MSG <text>``."""
+        self.send_line(f"MSG {text}")
+
+    def who(self) -> list[str]:
+        """``WHO`` then ``PING``: the names listed, in order (§9.2)."""
+        token = self._next_token("who")
+        self.send(f"WHO\nPING {token}\n")
+        names: list[str] = []
+        while True:
+            event = self.next_event(f"USER lines, then PONG {token}")
+            if isinstance(event.line, User):
+                names.append(event.line.name)
+            elif isinstance(event.line, Pong):
+                self._check_pong(event, token)
+                return names
+            else:
+                self.ctx.fail(
+                    f"{self.label}: unexpected line {event.raw!r} in a WHO answer",
+                    expected="USER <name>",
+                    got=event.raw,
+                )
+
+    # ----------------------------------------------------- synchronisation
+
+    def _next_token(self, prefix: str = "sync") -> str:
+        self._syncs += 1
+        return f"{prefix}{self._syncs}"
+
+    def start_sync(self) -> str | None:
+        """Send the barrier ``PING``; ``None`` if this dialect cannot answer it here."""
+        if not self.logged_in and self.ctx.dialect.ping_before_login == "silent":
+            return None
+        token = self._next_token()
+        self.send_line(f"PING {token}")
+        return token
+
+    def finish_sync(self, token: str | None) -> list[Event]:
+        """Read up to the barrier's answer; return what came before it."""
+        if token is None:
+            return []
+        before: list[Event] = []
+        while True:
+            event = self.next_event(f"PONG {token}")
+            if isinstance(event.line, Pong):
+                self._check_pong(event, token)
+                return before
+            if (
+                isinstance(event.line, Error)
+                and not self.logged_in
+                and self.ctx.dialect.ping_before_login == "refused"
+            ):
+                self.ctx.allow("ping-refused-before-login", f"{event.raw!r} for PING before LOGIN")
+                return before
+            before.append(event)
+
+    def _check_pong(self, event: Event, token: str) -> None:
+        assert isinstance(event.line, Pong)
+        if event.line.token == token:
+            return
+        if event.line.token is None and not self.ctx.dialect.pong_token:
+            self.ctx.allow("pong-without-token", f"{event.raw!r} for PING {token}")
+            return
+        want = f"PONG {token}"
+        self.ctx.fail(
+            f"{self.label}: expected {want!r}, got {event.raw!r}", expected=want, got=event.raw
+        )
+
+    def sync(self) -> list[Event]:
+        """``PING`` round trip: every earlier command was processed. Returns the lines before it."""
+        return self.finish_sync(self.start_sync())
+
+    # --------------------------------------------------------------- close
+
+    def close(self) -> None:
+        """Close the connection normally."""
+        self.wire.close()
+
+    def reset(self) -> None:
+        """Abort the connection with a TCP reset."""
+        self.wire.reset()
+
+    def half_close(self) -> None:
+        """Shut down the sending side only (§12.1)."""
+        self.wire.shutdown_write()
+
+    @property
+    def open(self) -> bool:
+        """Whether neither side has closed the connection."""
+        return not (self.wire.closed or self.wire.eof)
+
+
+@dataclass
+class TestContext:
+    """One test's world: the target, its clock, its connections and what they saw."""
+
+    check: Check
+    address: tuple[str, int]
+    #: The dialect the probe found.
+    probed: Dialect
+    settings: Settings
+    #: Makes this run's user names unique (letters and digits).
+    nonce: str
+    #: This test's number in the run.
+    serial: int
+    transcript: Transcript = field(default_factory=Transcript)
+    #: Names (lower case) this test owns besides those it makes (vectors).
+    owned_names: frozenset[str] = frozenset()
+    #: Control over a server started for this test alone, if it needs one.
+    server: ServerControl | None = None
+    #: When the test must end, as a monotonic time (set by the runner).
+    hard_end: float = 0.0
+    #: Whether cleanup waits for the server to close each connection.
+    graceful_cleanup: bool = False
+    conns: list[Conn] = field(default_factory=list)
+    #: Lenient variants used: name -> first detail seen.
+    leniencies: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.dialect = self.probed.for_strict() if self.settings.strict else self.probed
+        self.suffix = f"{self.nonce}{self.serial}".lower()
+        if not self.hard_end:
+            self.hard_end = time.monotonic() + self.check.budget
+
+    # --------------------------------------------------------------- names
+
+    def name(self, label: str) -> str:
+        """A username for ``label``, unique to this test and run."""
+        return f"{label}{self.nonce}{self.serial}"
+
+    def owns(self, name: str) -> bool:
+        """Whether ``name`` is a user of this test."""
+        low = name.lower()
+        return low.endswith(self.suffix) or low in self.owned_names
+
+    # ---------------------------------------------------------------- time
+
+    def deadline(self, timeout: float | None = None) -> float:
+        """An absolute deadline ``timeout`` seconds away (default: one line's wait)."""
+        wait = self.settings.line_timeout if timeout is None else timeout
+        return min(time.monotonic() + wait, self.hard_end)
+
+    def note(self, conn: str, text: str) -> None:
+        """Add a note to the transcript."""
+        self.transcript.note(conn, text)
+
+    def pause(self, seconds: float, why: str) -> None:
+        """A labelled plain wait, for tests about time itself (idle timeout)."""
+        self.note("", f"waiting {seconds:.2f} s: {why}")
+        time.sleep(max(0.0, min(seconds, self.hard_end - time.monotonic())))
+
+    # -------------------------------------------------------- connections
+
+    def connect(
+        self,
+        label: str,
+        *,
+        name: str | None = None,
+        rcvbuf: int | None = None,
+        banner: bool = True,
+        address: tuple[str, int] | None = None,
+    ) -> Conn:
+        """Open a connection (and read the dialect's banner, if it has one)."""
+        try:
+            wire = LineSocket.connect(
+                address or self.address,
+                label,
+                self.transcript,
+                self.deadline(),
+                self.hard_end,
+                rcvbuf=rcvbuf,
+            )
+        except OSError as exc:
+            self.fail(f"{label}: could not connect to {self.address[0]}:{self.address[1]}: {exc}")
+        conn = Conn(self, label, name or self.name(label), wire)
+        self.conns.append(conn)
+        if banner:
+            for _ in self.dialect.banner:
+                conn.next_event("the banner")
+        return conn
+
+    def users(self, *labels: str) -> list[Conn]:
+        """Connect and log in each label in turn; earlier users see each join notice."""
+        done: list[Conn] = []
+        for label in labels:
+            conn = self.connect(label).login()
+            for earlier in done:
+                earlier.expect_joined(conn)
+            done.append(conn)
+        return done
+
+    # ------------------------------------------------------ synchronisation
+
+    def quiet(self, *conns: Conn) -> None:
+        """Prove with PING round trips that nothing unexpected reached ``conns``."""
+        live = [c for c in conns if c.open]
+        tokens = [(c, c.start_sync()) for c in live]
+        for conn, token in tokens:
+            before = conn.finish_sync(token)
+            if before:
+                first = before[0]
+                self.fail(
+                    f"{conn.label}: unexpected line {first.raw!r}{self.hint(conn, first)}"
+                    + (f" (and {len(before) - 1} more)" if len(before) > 1 else ""),
+                    expected="nothing",
+                    got="\n".join(e.raw for e in before[:10]),
+                )
+
+    def absent(self, *conns: Conn, why: str, seconds: float | None = None) -> None:
+        """Show that nothing arrives on ``conns``, by waiting (labelled in the transcript).
+
+        Only for absence on a connection other than the one that acted: a
+        ``PING`` there cannot prove that another connection's action was
+        processed. Short (0.3 s by default).
+        """
+        wait = self.settings.absence if seconds is None else seconds
+        live = [c for c in conns if c.open]
+        labels = ", ".join(c.label for c in live)
+        self.note("", f"absence wait {wait:.2f} s on {labels}: {why}")
+        end = min(time.monotonic() + wait, self.hard_end)
+        sel = selectors.DefaultSelector()
+        try:
+            for c in live:
+                sel.register(c.wire.sock, selectors.EVENT_READ, c)
+            while True:
+                for c in live:
+                    event = c.poll_event()
+                    if event is not None:
+                        self.fail(
+                            f"{c.label}: unexpected line {event.raw!r}"
+                            f"{self.hint(c, event)} ({why})",
+                            expected="nothing",
+                            got=event.raw,
+                        )
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return
+                for key, _ in sel.select(remaining):
+                    conn: Conn = key.data
+                    conn.wire.read_available()
+                    if conn.wire.eof:
+                        sel.unregister(conn.wire.sock)
+        finally:
+            sel.close()
+
+    # ------------------------------------------------------------- verdicts
+
+    def allow(self, variant: str, detail: str, *, tested_here: bool = False) -> None:
+        """Accept a dialect difference: recorded under core/robust, a failure under strict.
+
+        Cosmetic variants (banner, CRLF) are absorbed silently, except in the
+        one test dedicated to each (``tested_here``).
+        """
+        assert variant in VARIANTS, variant
+        if variant in COSMETIC and not tested_here:
+            return
+        if self.settings.strict:
+            self.fail(
+                f"{detail}: the core profile accepts this as dialect '{variant}', "
+                f"strict does not ({VARIANTS[variant]})"
+            )
+        self.leniencies.setdefault(variant, detail)
+        self.note("", f"lenient: {variant}: {detail}")
+
+    def fail(
+        self, message: str, *, expected: str | None = None, got: str | None = None
+    ) -> NoReturn:
+        """Stop the test as failed."""
+        raise CheckFailed(message, expected=expected, got=got)
+
+    def require(
+        self, condition: bool, message: str, *, expected: str | None = None, got: str | None = None
+    ) -> None:
+        """Fail with ``message`` unless ``condition``."""
+        if not condition:
+            self.fail(message, expected=expected, got=got)
+
+    def skip(self, reason: str) -> NoReturn:
+        """Stop the test as skipped."""
+        raise SkipTest(reason)
+
+    def hint(self, conn: Conn, event: Event) -> str:
+        """Why a surprising line might have come: the dialect it looks like."""
+        line = event.line
+        if isinstance(line, MessageReceived) and line.sender.lower() == conn.name.lower():
+            return " (an echo of its own MSG: dialect 'msg-echo', §6.2)"
+        probed = self.probed
+        for template, variant in ((probed.join_notice, "join"), (probed.leave_notice, "leave")):
+            if template and template_match(template, event.raw):
+                return f" (a {variant} notice)"
+        if conn.logged_in is False and isinstance(line, Error):
+            return " (refused before LOGIN?)"
+        return ""
+
+    # ------------------------------------------------------------ the end
+
+    def finish(self) -> None:
+        """The end-of-test check: no connection got a line the test did not expect."""
+        self.quiet(*[c for c in self.conns if c.final_check and not c.quit_sent])
+
+    def cleanup(self) -> None:
+        """Close every connection the test opened (never raises)."""
+        live = [c for c in self.conns if not c.wire.closed]
+        if self.graceful_cleanup:
+            self._close_gracefully(live)
+        for c in live:
+            c.wire.close_quietly()
+
+    def _close_gracefully(self, conns: Iterable[Conn]) -> None:
+        # Half-close, then read to the server's close: when that comes, the
+        # server has processed the departure, so the names are free again.
+        waiting = []
+        for c in conns:
+            c.wire.verbose = False
+            try:
+                c.wire.sock.shutdown(socket.SHUT_WR)
+                waiting.append(c)
+            except OSError:
+                pass
+        end = min(time.monotonic() + 1.0, self.hard_end + 2.0)
+        for c in waiting:
+            try:
+                while True:
+                    c.wire.read_line(end)
+            except (ReadTimeout, PeerClosed, OSError):
+                pass

@@ -1,0 +1,140 @@
+"""The shape of a conformance test, and the decorator that registers one.
+
+Owns: :class:`Check` (a test's stable ID, slug, spec section, area, profiles,
+needs and body), the profile and area names, and :func:`check`, which the
+modules in ``_checks/`` use to add their tests. Never runs anything.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ._context import TestContext
+
+__all__ = ["AREAS", "NEEDS", "PROFILES", "Body", "Check", "check", "registered"]
+
+#: ``core``: what the original README promised plus what any line protocol over
+#: TCP implies, dialects allowed. ``strict``: chatproto's exact spec.
+#: ``robust``: stress and hostile input.
+PROFILES: Final = ("core", "strict", "robust")
+
+#: Areas in catalogue order: ID prefix -> human name.
+AREAS: Final = {
+    "FRM": "framing",
+    "TXT": "text (UTF-8, control characters)",
+    "CMD": "commands",
+    "HLP": "HELP",
+    "QUT": "QUIT",
+    "LOG": "login rules",
+    "MSG": "MSG fan-out",
+    "WHO": "WHO",
+    "DM": "DM",
+    "PNG": "PING",
+    "ERR": "errors",
+    "DIS": "disconnect notices",
+    "IDL": "idle timeout",
+    "LIM": "limits",
+    "SHD": "shutdown",
+    "CON": "concurrency",
+    "ROB": "robustness",
+}
+
+#: What a test may need from the target beyond a running server.
+#: ``idle``: a server with a short idle timeout (or --allow-slow);
+#: ``max-clients``: a server started with a small max_clients;
+#: ``own-server``: a server the suite may stop (for shutdown tests).
+NEEDS: Final = ("idle", "max-clients", "own-server")
+
+Body = Callable[["TestContext"], None]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One conformance test."""
+
+    #: Stable ID, ``AREA-NN``.
+    id: str
+    #: Short stable name, e.g. ``crlf-accepted``.
+    slug: str
+    #: The section of docs/protocol.md it checks.
+    section: str
+    #: What it checks, in one line.
+    title: str
+    #: Longer explanation (the body's docstring).
+    doc: str
+    profiles: frozenset[str]
+    needs: frozenset[str]
+    #: Seconds the whole test may take before it is stopped as hung.
+    budget: float
+    body: Body
+    #: Where it comes from: ``catalogue`` or ``vectors``.
+    source: str = "catalogue"
+
+    @property
+    def area(self) -> str:
+        """The ID prefix, e.g. ``FRM``."""
+        return self.id.split("-", 1)[0]
+
+    @property
+    def area_name(self) -> str:
+        """The human name of the area."""
+        return AREAS.get(self.area, self.area.lower())
+
+    @property
+    def label(self) -> str:
+        """``ID slug``, as printed in reports."""
+        return f"{self.id} {self.slug}"
+
+
+_REGISTRY: list[Check] = []
+
+
+def check(
+    id: str,
+    slug: str,
+    section: str,
+    *,
+    profiles: str,
+    needs: str = "",
+    budget: float = 30.0,
+) -> Callable[[Body], Body]:
+    """Register the decorated function as a test.
+
+    ``profiles`` and ``needs`` are space-separated names. The first line of the
+    docstring is the title; the rest explains what is checked and why.
+    """
+    profile_set = frozenset(profiles.split())
+    need_set = frozenset(needs.split())
+    if not profile_set <= set(PROFILES):
+        raise ValueError(f"{id}: unknown profile in {profiles!r}")
+    if not need_set <= set(NEEDS):
+        raise ValueError(f"{id}: unknown need in {needs!r}")
+
+    def register(body: Body) -> Body:
+        doc = textwrap.dedent(body.__doc__ or "").strip()
+        title, _, rest = doc.partition("\n")
+        _REGISTRY.append(
+            Check(
+                id=id,
+                slug=slug,
+                section=section,
+                title=title.strip(),
+                doc=textwrap.dedent(rest).strip(),
+                profiles=profile_set,
+                needs=need_set,
+                budget=budget,
+                body=body,
+            )
+        )
+        return body
+
+    return register
+
+
+def registered() -> list[Check]:
+    """The tests registered so far, in registration order."""
+    return list(_REGISTRY)

@@ -1,0 +1,395 @@
+"""Targets: the server under test, either already running or started by the suite.
+
+Owns: turning ``tcp://HOST:PORT``, ``--server-cmd`` or ``--backend`` into
+something with an address; for commands, starting the server through the
+shell in its own process group, waiting until it accepts connections, keeping
+the tail of its output, noticing when it dies, restarting it, and stopping the
+whole group at the end. Never speaks the chat protocol (the runner and probe
+do).
+
+Placeholders in a server command: ``{port}``, ``{host}``, ``{idle_timeout}``
+and ``{max_clients}``. They are replaced as plain text (not ``str.format``),
+so shell syntax such as ``${PORT}`` is left alone. ``PORT`` and ``HOST`` are
+also set in the server's environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import IO
+
+from ._probe import TargetUnusable
+
+__all__ = [
+    "BACKENDS",
+    "CommandTarget",
+    "RemoteTarget",
+    "Target",
+    "backend_command",
+    "parse_tcp_url",
+]
+
+#: Our own backends, as ``chatproto-conformance run --backend`` knows them.
+BACKENDS = ("threading", "anyio", "gevent")
+
+#: ``HOST:PORT`` in a startup line such as ``listening on 127.0.0.1:4000``.
+_ADDRESS_RE = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|localhost|\[[0-9a-fA-F:]+\]|::1?):(\d{1,5})\b")
+#: Lines of server output kept for reports.
+OUTPUT_LINES = 200
+
+
+def parse_tcp_url(url: str) -> tuple[str, int]:
+    """``tcp://HOST:PORT`` (or plain ``HOST:PORT``) to an address; ``ValueError`` if malformed."""
+    rest = url[len("tcp://") :] if url.startswith("tcp://") else url
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a tcp://HOST:PORT address: {url!r}")
+    return host, int(port)
+
+
+def free_port(host: str) -> int:
+    """A port that was free a moment ago on ``host``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def backend_command(backend: str, *, anyio_backend: str | None = None, extra: str = "") -> str:
+    """The shell command that runs ``chatproto-serve`` on ``backend``.
+
+    Prefers the installed ``chatproto-serve`` script next to this Python (the
+    very command a user runs), falling back to running its ``main``. It listens
+    on port 0 and the suite reads the port from its startup line.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    script = Path(sys.executable).with_name("chatproto-serve")
+    if script.exists():
+        base = shlex.quote(str(script))
+    else:
+        code = "import sys; from chatproto.cli.serve import main; sys.exit(main())"
+        base = f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+    parts = [
+        base,
+        f"--backend {backend}",
+        "--host {host} --port 0",
+        "--idle-timeout {idle_timeout} --max-clients {max_clients}",
+        "--log-level warning",
+    ]
+    if anyio_backend:
+        parts.append(f"--anyio-backend {shlex.quote(anyio_backend)}")
+    if extra:
+        parts.append(extra)
+    return " ".join(parts)
+
+
+class Target:
+    """The server under test. Subclasses say how it is reached and controlled."""
+
+    #: Whether the suite started the server (and may restart or stop it).
+    controlled = False
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Where it accepts connections."""
+        raise NotImplementedError
+
+    @property
+    def description(self) -> str:
+        """What it is, for reports."""
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Make it ready; raise :class:`TargetUnusable` if it cannot be."""
+
+    def stop(self) -> None:
+        """Stop it, if the suite started it."""
+
+    def died(self) -> str | None:
+        """Why it is no longer running, or ``None`` while it is (or cannot tell)."""
+        return None
+
+    def restart(self) -> None:
+        """Start it again after a death or hang."""
+        raise TargetUnusable("the suite did not start this server, so it cannot restart it")
+
+    def output_tail(self, lines: int = 20) -> list[str]:
+        """The last lines the server wrote to stderr (empty if unknown)."""
+        return []
+
+    def variant(
+        self, *, idle_timeout: float | None = None, max_clients: int | None = None
+    ) -> Target | None:
+        """A separate instance with other settings, or ``None`` if impossible."""
+        return None
+
+    def variant_hint(self, setting: str) -> str:
+        """Why :meth:`variant` cannot make ``setting``, with a hint."""
+        return (
+            f"needs control over the server's {setting}: this target is already running; "
+            f"run with --server-cmd containing {{{setting}}} (or --backend) instead"
+        )
+
+
+class RemoteTarget(Target):
+    """A server that is already running at ``tcp://HOST:PORT``."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._address = (host, port)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._address
+
+    @property
+    def description(self) -> str:
+        return f"tcp://{self._address[0]}:{self._address[1]}"
+
+    def start(self) -> None:
+        try:
+            socket.create_connection(self._address, timeout=5.0).close()
+        except OSError as exc:
+            raise TargetUnusable(f"cannot connect to {self.description}: {exc}") from exc
+
+
+class CommandTarget(Target):
+    """A server the suite starts with a shell command, and watches."""
+
+    controlled = True
+
+    def __init__(
+        self,
+        command: str,
+        *,
+        host: str = "127.0.0.1",
+        cwd: str | None = None,
+        idle_timeout: float = 60.0,
+        max_clients: int = 10_000,
+        port_from_output: bool = False,
+        startup_timeout: float = 20.0,
+        name: str | None = None,
+    ) -> None:
+        self.command = command
+        self.host = host
+        self.cwd = cwd
+        self.idle_timeout = idle_timeout
+        self.max_clients = max_clients
+        #: Whether the server picks its port (``--port 0``) and prints it.
+        self.port_from_output = port_from_output
+        self.startup_timeout = startup_timeout
+        self.name = name
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._port = 0
+        self._stdout: deque[str] = deque(maxlen=OUTPUT_LINES)
+        self._stderr: deque[str] = deque(maxlen=OUTPUT_LINES)
+        self._readers: list[threading.Thread] = []
+        self._announced = threading.Event()
+        self._announced_port = 0
+        #: How many times it was started.
+        self.starts = 0
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self._port)
+
+    @property
+    def description(self) -> str:
+        return self.name or self.command
+
+    def has_placeholder(self, name: str) -> bool:
+        """Whether the command has ``{name}``."""
+        return "{" + name + "}" in self.command
+
+    def rendered(self) -> str:
+        """The command with its placeholders filled in."""
+        out = self.command
+        for key, value in (
+            ("port", str(self._port)),
+            ("host", self.host),
+            ("idle_timeout", _number(self.idle_timeout)),
+            ("max_clients", str(self.max_clients)),
+        ):
+            out = out.replace("{" + key + "}", value)
+        return out
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._port = 0 if self.port_from_output else free_port(self.host)
+        self._stdout.clear()
+        self._stderr.clear()
+        self._announced.clear()
+        env = dict(os.environ, PORT=str(self._port), HOST=self.host, PYTHONUNBUFFERED="1")
+        self.starts += 1
+        try:
+            self._proc = subprocess.Popen(
+                ["/bin/sh", "-c", self.rendered()],
+                cwd=self.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TargetUnusable(f"cannot start the server: {exc}") from exc
+        self._readers = [
+            threading.Thread(
+                target=self._pump, args=(self._proc.stdout, self._stdout), daemon=True
+            ),
+            threading.Thread(
+                target=self._pump, args=(self._proc.stderr, self._stderr), daemon=True
+            ),
+        ]
+        for reader in self._readers:
+            reader.start()
+        try:
+            self._wait_ready()
+        except TargetUnusable:
+            self.stop()
+            raise
+
+    def _pump(self, stream: IO[bytes] | None, sink: deque[str]) -> None:
+        if stream is None:
+            return
+        for raw in iter(stream.readline, b""):
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            sink.append(text)
+            if self.port_from_output and not self._announced.is_set():
+                m = _ADDRESS_RE.search(text)
+                if m:
+                    self._announced_port = int(m.group(2))
+                    self._announced.set()
+        stream.close()
+
+    def _wait_ready(self) -> None:
+        """Until it accepts a connection; polls with a deadline."""
+        deadline = time.monotonic() + self.startup_timeout
+        pause = threading.Event()
+        while True:
+            why = self.died()
+            if why is not None:
+                raise TargetUnusable(f"{why} before accepting connections" + self._tail_text())
+            if time.monotonic() > deadline:
+                what = (
+                    "print its address"
+                    if self.port_from_output and not self._port
+                    else "accept connections"
+                )
+                raise TargetUnusable(
+                    f"the server did not {what} within {self.startup_timeout:.0f} s"
+                    + self._tail_text()
+                )
+            if self.port_from_output and not self._port:
+                if self._announced.wait(0.05):
+                    self._port = self._announced_port
+                continue
+            try:
+                socket.create_connection(self.address, timeout=0.5).close()
+                return
+            except OSError:
+                pause.wait(0.05)
+
+    def _tail_text(self) -> str:
+        tail = self.output_tail(10)
+        return ("; last lines of its stderr:\n  " + "\n  ".join(tail)) if tail else ""
+
+    def died(self) -> str | None:
+        proc = self._proc
+        if proc is None:
+            return "the server is not running"
+        code = proc.poll()
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                sig = signal.Signals(-code).name
+            except ValueError:
+                sig = str(-code)
+            return f"the server was killed by {sig}"
+        return f"the server exited with code {code}"
+
+    def terminate(self) -> None:
+        """SIGTERM to the whole process group (graceful shutdown), no waiting."""
+        if self._proc is not None and self._proc.poll() is None:
+            _signal_group(self._proc.pid, signal.SIGTERM)
+
+    def stop(self) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        # SIGTERM first so a well-behaved server exits cleanly; the group,
+        # because sh -c may have children (node, a cd && ... chain).
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=3.0)
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(proc.pid, signal.SIGKILL)
+        try:
+            proc.wait(timeout=3.0)
+        except subprocess.TimeoutExpired:
+            pass
+        for reader in self._readers:
+            reader.join(timeout=1.0)
+        self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def output_tail(self, lines: int = 20) -> list[str]:
+        return list(self._stderr)[-lines:]
+
+    def stdout_tail(self, lines: int = 20) -> list[str]:
+        """The last lines the server wrote to stdout."""
+        return list(self._stdout)[-lines:]
+
+    def variant(
+        self, *, idle_timeout: float | None = None, max_clients: int | None = None
+    ) -> Target | None:
+        if idle_timeout is not None and not self.has_placeholder("idle_timeout"):
+            return None
+        if max_clients is not None and not self.has_placeholder("max_clients"):
+            return None
+        return CommandTarget(
+            self.command,
+            host=self.host,
+            cwd=self.cwd,
+            idle_timeout=self.idle_timeout if idle_timeout is None else idle_timeout,
+            max_clients=self.max_clients if max_clients is None else max_clients,
+            port_from_output=self.port_from_output,
+            startup_timeout=self.startup_timeout,
+            name=self.name,
+        )
+
+    def variant_hint(self, setting: str) -> str:
+        return (
+            f"needs a server started with a chosen {setting}: add {{{setting}}} to the server "
+            f"command where your server takes it"
+        )
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _number(value: float) -> str:
+    """``1`` for 1.0 (servers that parse an int), ``0.5`` otherwise."""
+    return str(int(value)) if float(value).is_integer() else str(value)

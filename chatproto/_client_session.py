@@ -163,11 +163,18 @@ class ClientSession:
 
     def _match(self, event: ServerLine, events: list[ClientEvent]) -> None:
         """Pair a reply line with the oldest command still waiting for one."""
+        pending = self._pending
         if not isinstance(event, (Ok, Error, Pong, User)) and not (
             isinstance(event, Info) and event.text.startswith("commands:")
         ):
-            return  # pushed lines (MSG, DM, INFO ...) answer nothing
-        pending = self._pending
+            # Pushed lines (MSG, DM, INFO ...) answer nothing, but the USER
+            # block is contiguous (§9.1): a pushed line after it ends it, and
+            # the list must come before that line, not at the next reply.
+            if self._who and pending and isinstance(pending[0], ListUsers):
+                pending.popleft()
+                events.append(UserList(tuple(self._who)))
+                self._who = {}
+            return
         while pending:
             head = pending[0]
             if isinstance(head, SendMessage):
@@ -175,6 +182,8 @@ class ClientSession:
                 if isinstance(event, Error) and event.token in _MSG_ERRORS:
                     return
                 continue  # the MSG succeeded silently
+            if isinstance(event, User) and not isinstance(head, ListUsers):
+                return  # a stray USER line (a server that split its block) answers nothing
             if isinstance(head, ListUsers):
                 if isinstance(event, User) and event.name not in self._who:
                     self._who[event.name] = None

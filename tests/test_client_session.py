@@ -226,12 +226,28 @@ def test_silent_msg_then_dm_error() -> None:
 def test_who_gives_a_user_list_before_the_pong() -> None:
     client = ClientSession()
     assert client.who("w1") == b"WHO\nPING w1\n"
+    events = client.receive_data(b"USER alice\nUSER bob\nINFO carol joined\nPONG w1\n")
+    # The block is contiguous (§9.1), so the first other line ends it, and the
+    # list comes before that line: applying events in order loses nobody.
+    assert events == [
+        User("alice"),
+        User("bob"),
+        UserList(("alice", "bob")),
+        UserJoined("carol"),
+        Pong("w1"),
+    ]
+    assert client.pending == 0
+
+
+def test_a_user_block_split_by_a_dialect_server_does_not_eat_the_next_reply() -> None:
+    client = ClientSession()
+    client.who("w1")
     events = client.receive_data(b"USER alice\nMSG bob hi\nUSER bob\nPONG w1\n")
     assert events == [
         User("alice"),
+        UserList(("alice",)),
         MessageReceived("bob", "hi"),
         User("bob"),
-        UserList(("alice", "bob")),
         Pong("w1"),
     ]
     assert client.pending == 0

@@ -658,8 +658,6 @@ class TestContext:
         for template, variant in ((probed.join_notice, "join"), (probed.leave_notice, "leave")):
             if template and template_match(template, event.raw):
                 return f" (a {variant} notice)"
-        if conn.logged_in is False and isinstance(line, Error):
-            return " (refused before LOGIN?)"
         return ""
 
     # ------------------------------------------------------------ the end

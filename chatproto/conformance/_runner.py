@@ -244,7 +244,7 @@ class Runner:
             why = self._health(instance, timeout=self.options.line_timeout)
             if why is None:
                 return result
-            died = instance.died()
+            died = instance.wait_died(1.0) if instance.controlled else None
             if died is None:
                 hung = f"the server stopped answering during this test (deadlock?): {why}"
                 result = replace(result, outcome=Outcome.ERROR, reason=_joined(hung, result.reason))

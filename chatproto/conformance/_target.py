@@ -122,6 +122,10 @@ class Target:
         """Why it is no longer running, or ``None`` while it is (or cannot tell)."""
         return None
 
+    def wait_died(self, seconds: float) -> str | None:
+        """Like :meth:`died`, but give a dying server ``seconds`` to finish dying."""
+        return self.died()
+
     def restart(self) -> None:
         """Start it again after a death or hang."""
         raise TargetUnusable("the suite did not start this server, so it cannot restart it")
@@ -321,6 +325,14 @@ class CommandTarget(Target):
                 sig = str(-code)
             return f"the server was killed by {sig}"
         return f"the server exited with code {code}"
+
+    def wait_died(self, seconds: float) -> str | None:
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.died()
 
     def terminate(self) -> None:
         """SIGTERM to the whole process group (graceful shutdown), no waiting."""

@@ -1,0 +1,1 @@
+"""Deliberately broken chat servers that prove the conformance suite catches what it claims."""

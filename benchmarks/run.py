@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -265,6 +265,9 @@ SCENARIOS: tuple[Scenario, ...] = (
 
 #: The fanout scenarios that make the curve of deliveries/s against clients.
 CURVE = ("fanout-10", "fanout-100", "fanout-500")
+#: Scenarios also run with chatload, when it is available, to cross-check.
+CROSSCHECK = ("fanout-10", "pingpong-50")
+CHATLOAD_SUFFIX = "@chatload"
 
 # ------------------------------------------------------------------ running
 
@@ -364,19 +367,25 @@ class Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after 5 s; returns the exit status."""
+    def stop(self, grace: float = 1.0) -> bool:
+        """SIGTERM, then SIGKILL after ``grace`` s; whether it exited in time.
+
+        A server has nothing to flush after a run (its clients are gone), so
+        it should exit at once; one that needs longer is noted, not waited
+        for, so that --quick stays quick.
+        """
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
             try:
-                self.proc.wait(5.0)
+                self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5.0)
-        return self.proc.returncode
+                return False
+        return True
 
 
 @dataclass
@@ -387,6 +396,9 @@ class Plan:
     repeat: int
     loadgen: str
     chatload: str | None
+    #: Also run the CROSSCHECK scenarios with chatload, right after each
+    #: chatproto-bench run on the same target.
+    crosscheck: bool
     server_prefix: list[str]
     loadgen_prefix: list[str]
     procs: int
@@ -491,8 +503,8 @@ def run_one(plan: Plan, s: Scenario, target: Target, log: IO[str], say: Any) -> 
             record["error"] = result.get("error", "failed")
     finally:
         crashed = not server.alive()
-        status = server.stop()
-        record["server_exit"] = status
+        record["server_exited_on_sigterm"] = server.stop()
+        record["server_exit"] = server.proc.returncode
         if crashed:
             # It exited before we stopped it: say so, with its last words.
             record["server_crashed"] = True
@@ -558,19 +570,21 @@ def make_plan(args: argparse.Namespace) -> Plan:
             skipped[t.name] = f"missing {', '.join(missing)}"
             continue
         targets.append(t)
-    chatload = None
-    if args.loadgen == "chatload":
-        chatload = args.chatload or os.environ.get("CHATLOAD") or shutil.which("chatload")
-        if chatload is None and Path("/tmp/chatload").exists():
-            chatload = "/tmp/chatload"
-        if chatload is None:
-            raise SystemExit("--loadgen chatload: no chatload found (use --chatload PATH)")
+    chatload = args.chatload or os.environ.get("CHATLOAD") or shutil.which("chatload")
+    if chatload is None and Path("/tmp/chatload").exists():
+        chatload = "/tmp/chatload"
+    if args.loadgen == "chatload" and chatload is None:
+        raise SystemExit("--loadgen chatload: no chatload found (use --chatload PATH)")
+    crosscheck = (
+        args.loadgen == "chatproto-bench" and chatload is not None and not args.no_crosscheck
+    )
     free = max(1, cpu_count() - (1 if server_prefix else 0))
     return Plan(
         quick=args.quick,
         repeat=args.repeat if args.repeat else (1 if args.quick else 3),
         loadgen=args.loadgen,
         chatload=chatload,
+        crosscheck=crosscheck,
         server_prefix=server_prefix,
         loadgen_prefix=loadgen_prefix,
         procs=args.procs or min(4, free),
@@ -599,11 +613,22 @@ def run_all(plan: Plan, log: IO[str], say: Any) -> list[dict[str, Any]]:
             ]
             # Rotate the order every repetition, so no target always goes first.
             shift = rep % len(targets) if targets else 0
-            for t in targets[shift:] + targets[:shift]:
+            order = targets[shift:] + targets[:shift]
+            for i, t in enumerate(order):
                 rec = run_one(plan, s, t, log, say)
                 rec["rep"] = rep
                 records.append(rec)
                 say(f"[rep {rep + 1}/{plan.repeat}] {s.key:<12} {t.name:<16} {brief(s, rec)}")
+                if plan.crosscheck and s.key in CROSSCHECK and not (plan.quick and i > 0):
+                    cross = replace(plan, loadgen="chatload")
+                    rec = run_one(cross, s, t, log, say)
+                    rec["rep"] = rep
+                    rec["scenario"] = f"{s.key}{CHATLOAD_SUFFIX}"
+                    records.append(rec)
+                    say(
+                        f"[rep {rep + 1}/{plan.repeat}] {s.key:<12} {t.name:<16} "
+                        f"(chatload) {brief(s, rec)}"
+                    )
     return records
 
 
@@ -684,6 +709,11 @@ def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
         med["crashes"] = [
             rec.get("server_stderr_tail", "") for rec in crashes if rec.get("server_crashed")
         ]
+        med["slow_stops"] = sum(
+            1
+            for rec in crashes
+            if not rec.get("server_crashed") and rec.get("server_exited_on_sigterm") is False
+        )
         out[key] = med
     return out
 
@@ -819,6 +849,7 @@ def write_report(
             continue
         _scenario_table(lines, plan, s, tnames, med)
     _ratio_section(lines, plan, med)
+    _crosscheck_section(lines, plan, med)
     png = out_dir / "performance.png"
     if plot(plan, med, png):
         add("## Deliveries per second against clients")
@@ -837,31 +868,46 @@ def write_report(
 METHOD = """\
 ## Method
 
+The load generator is `chatproto-bench` (`chatproto/bench/`; `chatproto-bench
+--help`): one single-threaded epoll loop per process, many non-blocking sockets
+each, every line of a read parsed with one regular-expression scan. It is
+tolerant of what other servers do (banners before the login reply, `OK
+welcome`, `\\r\\n`, echoes to the sender, join notices), so the same command
+measures chatproto-serve, the bare servers and third-party servers.
+
 * **fanout**: N clients log in; K of them send `MSG` whose text carries the
   send time (`CLOCK_MONOTONIC` ns), the sender id and a sequence number. Closed
-  loop: each sender keeps at most 4 messages unacknowledged; a message is
+  loop: each sender keeps at most 4 messages (`--window`) unacknowledged; a message is
   acknowledged when the observer client of the sender's own load-generator
-  process receives it. *Deliveries/s* counts every received copy of the
-  messages sent inside the measured window (after a warm-up that is excluded),
-  including copies that arrive while draining; *latency* is receive time minus
-  send time over all those copies. *Delivery ratio* is deliveries / (messages
-  x (readers - 1)).
+  process receives it (so nothing can pile up without bound in the server, and
+  the rate is what the server sustains end to end). *Deliveries/s* counts every
+  received copy of the messages sent inside the measured window (after a
+  warm-up that is excluded), including copies that arrive while draining;
+  *latency* is receive time minus send time over all those copies (µs
+  buckets, under 1 % error). *Delivered* is deliveries / (messages x (readers -
+  1)): below 1, lines were lost.
 * **pingpong**: N clients, each with one `PING` outstanding; replies/s and the
   round-trip latency.
 * **connect**: N clients connect and log in (256 at a time); logins/s, login
   latency, server RSS with N clients (and all the `INFO joined` notices they
-  cause: N(N-1)/2 lines), then every client PINGs at once and the time until
-  all PONGs are back.
+  cause: N(N-1)/2 lines, which the load generator reads), then every client
+  PINGs at once and the time until all PONGs are back.
 * **slow reader**: like fanout, plus one client (8 KiB receive buffer) that
-  never reads. What happens to it (chatproto drops it at 1 MiB queued, §12.3),
-  the others' delivery rate, and the server's RSS growth.
+  never reads. What happens to it (chatproto drops it at 1 MiB queued, §12.3;
+  the bare servers queue without limit), the others' delivery rate, and the
+  server's RSS (from `/proc`, every 0.5 s).
 * **CPU**: *load gen* is the load generator's busiest process's share of one
   core over the window; above 90 % the figure is a lower bound of the server's
-  capacity (marked ⚠). *Server* is the server process's CPU over the window
-  (threads included, so it can exceed 100 %). When neither is near 100 %, the
-  rate was bound by round trips (closed loop) or by other load on the machine.
+  capacity (marked ⚠; on 2 CPUs the load generator has one, and Python tops
+  out near a million deliveries per second: `--loadgen chatload` measures
+  further). *Server* is the server process's CPU over the window (threads
+  included). When neither is near 100 %, the rate was bound by round trips
+  (the closed loop's window) or by other load on the machine.
 * Each cell is the median of the repetitions; the targets run in a rotated
-  order each repetition, each on a fresh server process.
+  order each repetition, each on a fresh server process. The bare servers
+  implement just what the scenarios need (LOGIN, MSG, PING, QUIT, the INFO
+  notices) with no limits and no checks: they are the floor of what a server
+  of their kind costs, not complete servers.
 """
 
 
@@ -949,6 +995,11 @@ def _scenario_table(
         add(f"| `{name}`{n} | " + " | ".join(cells) + " |")
         if m["failures"]:
             notes.append(f"`{name}` failed {len(m['failures'])}x: {m['failures'][0]}")
+        if m["slow_stops"]:
+            notes.append(
+                f"`{name}`: did not exit within 1 s of SIGTERM (with no client left) "
+                f"in {m['slow_stops']} run(s); killed"
+            )
         if m["crashes"]:
             last = [ln for ln in m["crashes"][0].splitlines() if ln.strip()][-1:]
             notes.append(
@@ -956,7 +1007,15 @@ def _scenario_table(
                 f"(last stderr line: `{last[0].strip() if last else '?'}`)"
             )
         for w in m["warnings"]:
-            notes.append(f"`{name}`: {w}")
+            # These two are in the table already (⚠, and both CPU columns).
+            if not w.startswith(("the load generator was CPU-bound", "neither the server")):
+                notes.append(f"`{name}`: {w}")
+    if any(med.get((s.key, n), {}).get("bottleneck") for n in tnames):
+        notes.insert(
+            0,
+            "⚠: the load generator used over 90 % of its CPU: that figure is a lower "
+            "bound of the server's capacity.",
+        )
     add("")
     if notes:
         add("Notes:")
@@ -1032,6 +1091,50 @@ def _ratio_section(
     lines.append("")
 
 
+def _crosscheck_section(
+    lines: list[str], plan: Plan, med: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    add = lines.append
+    add("## Cross-check with chatload")
+    add("")
+    if plan.loadgen == "chatload":
+        add("This whole page was measured with chatload instead of chatproto-bench.")
+        add("")
+        return
+    if not plan.crosscheck:
+        add(
+            "Not run: chatload (an independent C load generator, shared/tools/chatload; "
+            "build it with `cc -O2 -o /tmp/chatload chatload.c`) was not found or "
+            "`--no-crosscheck` was given. The project's benchmarks do not need it."
+        )
+        add("")
+        return
+    add(
+        "The same scenario measured right after by chatload (`--ack observer`, window 4, "
+        "the same sizes) on a fresh server of the same target. Close figures mean "
+        "chatproto-bench measures the server, not itself. Its CPU per delivery is "
+        "higher than chatload's (Python against C), which is why it reports its own CPU."
+    )
+    add("")
+    add("| scenario | target | chatproto-bench | chatload | ratio | bench CPU | chatload CPU |")
+    add("|---|---|---|---|---|---|---|")
+    for s in plan.scenarios:
+        if s.key not in CROSSCHECK:
+            continue
+        for t in plan.targets:
+            a = med.get((s.key, t.name))
+            b = med.get((s.key + CHATLOAD_SUFFIX, t.name))
+            if not a or not b:
+                continue
+            va, vb = a.get(s.headline), b.get(s.headline)
+            ratio = f"{va / vb:.2f}" if va and vb else "-"
+            add(
+                f"| {s.key} | `{t.name}` | {fmt_num(va)} | {fmt_num(vb)} | {ratio} "
+                f"| {_cell(a, 'loadgen_cpu_pct', 'pct')} | {_cell(b, 'loadgen_cpu_pct', 'pct')} |"
+            )
+    add("")
+
+
 def plot(plan: Plan, med: dict[tuple[str, str], dict[str, Any]], path: Path) -> bool:
     """deliveries/s against clients, one line per target; False if no data."""
     curve = [s for s in plan.scenarios if s.key in CURVE]
@@ -1105,7 +1208,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--loadgen", choices=("chatproto-bench", "chatload"), default="chatproto-bench"
     )
-    parser.add_argument("--chatload", help="path of the chatload binary")
+    parser.add_argument(
+        "--chatload", help="path of the chatload binary (default: $CHATLOAD, PATH, /tmp/chatload)"
+    )
+    parser.add_argument(
+        "--no-crosscheck",
+        action="store_true",
+        help="do not cross-check with chatload even when it is available",
+    )
     parser.add_argument("--procs", type=int, help="chatproto-bench --procs (default: free CPUs)")
     parser.add_argument(
         "--window", type=int, default=4, help="messages in flight per sender (default 4)"

@@ -38,7 +38,15 @@ from chatproto import (
     parse_server_line,
 )
 
-from ._dialect import COSMETIC, SPEC_JOIN, SPEC_LEAVE, VARIANTS, Dialect, template_match
+from ._dialect import (
+    COSMETIC,
+    REPORTED_ONCE,
+    SPEC_JOIN,
+    SPEC_LEAVE,
+    VARIANTS,
+    Dialect,
+    template_match,
+)
 from ._registry import Check
 from ._wire import Line, LineSocket, PeerClosed, ReadTimeout, Transcript
 
@@ -485,6 +493,8 @@ class TestContext:
     conns: list[Conn] = field(default_factory=list)
     #: Lenient variants used: name -> first detail seen.
     leniencies: dict[str, str] = field(default_factory=dict)
+    #: Variants this test is the dedicated test of (strict fails them here).
+    dedicated: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.dialect = self.probed.for_strict() if self.settings.strict else self.probed
@@ -618,13 +628,17 @@ class TestContext:
     def allow(self, variant: str, detail: str, *, tested_here: bool = False) -> None:
         """Accept a dialect difference: recorded under core/robust, a failure under strict.
 
-        Cosmetic variants (banner, CRLF) are absorbed silently, except in the
-        one test dedicated to each (``tested_here``).
+        Cosmetic variants (banner, CRLF) are absorbed silently, and strict
+        reports the wording of notices only in their dedicated tests
+        (``tested_here``, or :attr:`dedicated`): one difference, one red.
         """
         assert variant in VARIANTS, variant
-        if variant in COSMETIC and not tested_here:
+        dedicated = tested_here or variant in self.dedicated
+        if variant in COSMETIC and not dedicated:
             return
         if self.settings.strict:
+            if variant in REPORTED_ONCE and not dedicated:
+                return
             self.fail(
                 f"{detail}: the core profile accepts this as dialect '{variant}', "
                 f"strict does not ({VARIANTS[variant]})"

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 __all__ = [
     "COSMETIC",
+    "REPORTED_ONCE",
     "SPEC",
     "VARIANTS",
     "Dialect",
@@ -44,6 +45,11 @@ VARIANTS: Final[Mapping[str, str]] = {
 #: by a dedicated test, and silently absorbed everywhere else (otherwise a
 #: banner would fail or flag every single test, which tells nobody anything).
 COSMETIC: Final = frozenset({"banner", "crlf-output"})
+
+#: Variants that strict reports once, in their dedicated test, and absorbs
+#: elsewhere: a join notice worded differently would otherwise fail every
+#: test with two users, burying the one thing to fix under dozens of reds.
+REPORTED_ONCE: Final = COSMETIC | {"join-notice-wording", "leave-notice-wording"}
 
 SPEC_JOIN: Final = "INFO {name} joined"
 SPEC_LEAVE: Final = "INFO {name} disconnected"
@@ -146,8 +152,14 @@ class Dialect:
         }
 
     def for_strict(self) -> Dialect:
-        """The spec, keeping only the cosmetic traits (tested once, absorbed elsewhere)."""
-        return replace(SPEC, banner=self.banner, crlf_output=self.crlf_output)
+        """The spec, keeping only the traits strict reports once (see :data:`REPORTED_ONCE`)."""
+        return replace(
+            SPEC,
+            banner=self.banner,
+            crlf_output=self.crlf_output,
+            join_notice=self.join_notice or SPEC_JOIN,
+            leave_notice=self.leave_notice or SPEC_LEAVE,
+        )
 
 
 def _yes(flag: bool) -> str:

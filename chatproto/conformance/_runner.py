@@ -298,14 +298,15 @@ class Runner:
 
     # ----------------------------------------------------- what tests need
 
-    def _settings(self, idle_timeout: float | None = None) -> Settings:
+    def _settings(self, check: Check, idle_timeout: float | None = None) -> Settings:
         o = self.options
         return Settings(
             line_timeout=o.line_timeout,
             absence=o.absence,
             max_line_bytes=o.max_line_bytes,
             idle_timeout=idle_timeout,
-            strict=o.strict,
+            # A robust-only test tolerates dialects even in a strict+robust run.
+            strict=o.strict and "strict" in check.profiles,
         )
 
     def _skip_reason(self, check: Check) -> str | None:
@@ -337,23 +338,23 @@ class Runner:
     def _instance_for(self, check: Check) -> tuple[Target | None, Settings]:
         if "idle" in check.needs:
             if not self._can_vary(self.target, "idle_timeout"):
-                return self.target, self._settings(self.options.assumed_idle_timeout)
+                return self.target, self._settings(check, self.options.assumed_idle_timeout)
             short = self.options.short_idle_timeout
-            return self._variant("idle", idle_timeout=short), self._settings(short)
+            return self._variant("idle", idle_timeout=short), self._settings(check, short)
         if "max-clients" in check.needs:
             return self._variant(
                 "full", max_clients=self.options.small_max_clients
-            ), self._settings()
+            ), self._settings(check)
         if "own-server" in check.needs:
             fresh = self.target.variant()
             if fresh is None:
-                return None, self._settings()
+                return None, self._settings(check)
             try:
                 fresh.start()
             except TargetUnusable:
-                return None, self._settings()
-            return fresh, self._settings()
-        return self.target, self._settings()
+                return None, self._settings(check)
+            return fresh, self._settings(check)
+        return self.target, self._settings(check)
 
     def _variant(self, key: str, **settings: float) -> Target | None:
         found = self._variants.get(key)

@@ -32,11 +32,13 @@ import socket
 import struct
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from ._config import BenchConfig, ProcShare
+from ._stats import bucket_us
 
 __all__ = ["worker_main"]
 
@@ -46,6 +48,8 @@ _GONE = select.POLLERR | select.POLLHUP | getattr(select, "POLLRDHUP", 0)
 
 #: What a receiver looks for in any line: send time (ns), sender id, seq.
 _MARK = re.compile(rb"cpb (\d+) (\d+) (\d+)")
+#: The send time alone, for the clients that do not acknowledge.
+_STAMP = re.compile(rb"cpb (\d+) ")
 #: "Never", as a monotonic ns time: the window before ``go`` arrives.
 _FAR = 1 << 62
 _NS = 1_000_000_000
@@ -116,6 +120,8 @@ class _Client:
         "buf",
         "closed",
         "connecting",
+        "echo_re",
+        "echo_tag",
         "fd",
         "handler",
         "index",
@@ -137,6 +143,10 @@ class _Client:
         self.name = name
         #: This client's sender id: an echo of its own message carries it.
         self.sid = sid
+        # To spot an echo of its own message cheaply: a substring test first,
+        # then the exact pattern.
+        self.echo_tag = b" " + sid + b" "
+        self.echo_re = re.compile(rb"cpb \d+ " + sid + rb" ")
         self.handler: Callable[[_Client, bytes], None] = _ignore
         #: Bytes of an incomplete line.
         self.buf = b""
@@ -192,6 +202,10 @@ class Worker:
         # The measurement window, set by ``go``.
         self.ws = _FAR
         self.we = _FAR
+        # The same in µs: messages carry their send time in µs (one division
+        # less per received line; latencies are reported in µs anyway).
+        self.ws_us = _FAR
+        self.we_us = _FAR
         self.t_go = 0
         self.nsec = max(1, int(-(-cfg.duration // 1)))
         self.series = [0] * self.nsec
@@ -206,6 +220,8 @@ class Worker:
         self.connect_errno: dict[str, int] = {}
         # Measured figures (the raw result; the parent adds them up).
         self.hist: dict[int, int] = {}
+        #: Exact µs -> count, from the fast path; bucketed into hist at the end.
+        self.fast_hist: Counter[int] = Counter()
         self.c: dict[str, int] = dict.fromkeys(
             (
                 "logins_ok",
@@ -583,6 +599,8 @@ class Worker:
         self.t_go = t_go
         self.ws = ws
         self.we = ws + int(cfg.duration * _NS)
+        self.ws_us = self.ws // 1000
+        self.we_us = self.we // 1000
         self.cpu_go = time.process_time()
         self.idle_go = self.idle_ns
         self._at(ws, self._window_start)
@@ -649,12 +667,19 @@ class Worker:
         c["sent"] += 1
         if self.ws <= t < self.we:
             c["sent_in_window"] += 1
-        head = b"MSG cpb %d %s %d " % (t, sender.sid, seq)
+        head = b"MSG cpb %d %s %d " % (t // 1000, sender.sid, seq)
         pad = self.cfg.payload + 4 - len(head)
         self._write(sender.client, head + self.pad[: max(1, pad)] + b"\n")
 
     def _data_fanout(self, client: _Client, data: bytes) -> None:
-        """The hot path: every MSG line carries a timestamp and maybe an ack."""
+        """The hot path: every MSG line carries a timestamp, and maybe an ack.
+
+        Most clients only count and time what they receive: for them the
+        whole read is handled by C loops (one regular-expression scan, ``int``
+        and subtraction mapped over the list, ``Counter.update``), about
+        three times cheaper than a Python loop per line. Observers, echoes
+        and reads that straddle the window's edges take the per-line loop.
+        """
         if client.buf:
             data = client.buf + data
         end = data.rfind(b"\n") + 1
@@ -666,22 +691,45 @@ class Worker:
             data = data[:end]
         else:
             client.buf = b""
+        c = self.c
+        acks = client.acks
+        # Only a sender can receive an echo of its own message.
+        echo = client.sender is not None and client.echo_tag in data and client.echo_re.search(data)
+        if acks is None and not echo:
+            stamps = _STAMP.findall(data)
+            n = len(stamps)
+            if data.count(b"\n") != n:
+                self._classify(data)
+            if not n:
+                return
+            now = time.monotonic_ns()
+            c["marker_lines"] += n
+            sec = (now - self.ws) // _NS
+            if 0 <= sec < self.nsec:
+                self.series[sec] += n
+            ts = list(map(int, stamps))
+            if self.ws_us > min(ts) or max(ts) >= self.we_us:
+                ws, we = self.ws_us, self.we_us
+                ts = [t for t in ts if ws <= t < we]
+            if ts:
+                self.fast_hist.update(map((now // 1000).__sub__, ts))
+                c["deliveries_in_window"] += len(ts)
+            return
         hits = _MARK.findall(data)
         nhits = len(hits)
-        c = self.c
         if data.count(b"\n") != nhits:
             self._classify(data)
         if not nhits:
             return
         now = time.monotonic_ns()
         c["marker_lines"] += nhits
-        ws, we = self.ws, self.we
-        sec = (now - ws) // _NS
+        sec = (now - self.ws) // _NS
         if 0 <= sec < self.nsec:
             self.series[sec] += nhits
+        now_us = now // 1000
+        ws, we = self.ws_us, self.we_us
         hist = self.hist
         own = client.sid
-        acks = client.acks
         n_in = 0
         for t_b, s_b, q_b in hits:
             if s_b == own:
@@ -690,7 +738,7 @@ class Worker:
             t = int(t_b)
             if ws <= t < we:
                 n_in += 1
-                us = (now - t) // 1000
+                us = now_us - t
                 if us >= 1024:
                     shift = us.bit_length() - 7
                     us = us >> shift << shift
@@ -969,6 +1017,9 @@ class Worker:
             window_cpu = self.cpu_we - self.cpu_ws
             window_wall = (self.wall_we - self.wall_ws) / _NS
             window_idle = (self.idle_we - self.idle_ws) / _NS
+        for us, n in self.fast_hist.items():
+            b = bucket_us(us)
+            self.hist[b] = self.hist.get(b, 0) + n
         result: dict[str, Any] = dict(self.c)
         result.update(
             proc=self.share.proc,

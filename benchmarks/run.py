@@ -790,12 +790,29 @@ def repro(plan: Plan, s: Scenario, t: Target) -> str:
     return f"{shlex.join(server)} &  {shlex.join(bench)} --server-pid $!"
 
 
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """What --render-only needs to know about how the runs were made."""
+    out = {k: v for k, v in plan.__dict__.items() if k not in ("scenarios", "targets")}
+    out["scenarios"] = [s.key for s in plan.scenarios]
+    out["targets"] = [t.name for t in plan.targets]
+    return out
+
+
+def plan_from_json(data: dict[str, Any]) -> Plan:
+    fields = dict(data)
+    fields["scenarios"] = [s for s in SCENARIOS if s.key in data["scenarios"]]
+    fields["targets"] = [t for t in TARGETS if t.name in data["targets"]]
+    return Plan(**fields)
+
+
 def write_report(
     plan: Plan,
     records: list[dict[str, Any]],
     out_dir: Path,
     raw_path: Path,
+    *,
     command: str,
+    machine: list[str],
 ) -> Path:
     med = summarise(records)
     lines: list[str] = []
@@ -826,7 +843,7 @@ def write_report(
     add("")
     add("## Machine")
     add("")
-    lines.extend(machine_info(plan))
+    lines.extend(machine)
     if plan.skipped:
         add(
             "- skipped targets: " + ", ".join(f"{k} ({v})" for k, v in sorted(plan.skipped.items()))
@@ -855,6 +872,12 @@ def write_report(
         add("## Deliveries per second against clients")
         add("")
         add("![fanout deliveries per second against the number of clients](performance.png)")
+        add("")
+    notes = HERE / "performance-notes.md"
+    if notes.exists():
+        # Hand-written interpretation, kept apart so that re-running never
+        # loses it (this page itself is regenerated whole).
+        add(notes.read_text().rstrip())
         add("")
     add("## Raw results")
     add("")
@@ -1164,6 +1187,10 @@ def plot(plan: Plan, med: dict[tuple[str, str], dict[str, Any]], path: Path) -> 
         plt.close(fig)
         return False
     ax.set_xscale("log")
+    sizes = sorted({scenario_params(s, None, plan.quick)["clients"] for s in curve})
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("clients (10 senders)")
     ax.set_ylabel("deliveries per second (median)")
     title = "fanout throughput" + (" (smoke, not a measurement)" if plan.quick else "")
@@ -1223,11 +1250,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
     parser.add_argument("--out", type=Path, help="directory for performance.md/.png (docs/)")
     parser.add_argument("--raw", type=Path, help="where the raw JSON of every run goes")
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: rewrite the page and the plot from the raw JSON",
+    )
     args = parser.parse_args(argv)
-    plan = make_plan(args)
     out_dir = args.out or ROOT / "docs"
     out_dir.mkdir(parents=True, exist_ok=True)
     raw = args.raw or (out_dir / "performance.json" if args.out else HERE / "results.json")
+    if args.render_only:
+        saved = json.loads(raw.read_text())
+        plan = plan_from_json(saved["plan"])
+        md = write_report(
+            plan, saved["runs"], out_dir, raw, command=saved["command"], machine=saved["machine"]
+        )
+        print(f"wrote {md} from {raw}", file=sys.stderr)
+        return 0
+    plan = make_plan(args)
     raise_fd_limit()
 
     def say(text: str) -> None:
@@ -1249,13 +1289,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"server and load generator logs: {log.name}")
         records = run_all(plan, log, say)
     raw.parent.mkdir(parents=True, exist_ok=True)
-    raw.write_text(
-        json.dumps(
-            {"command": command, "quick": plan.quick, "loadgen": plan.loadgen, "runs": records},
-            indent=1,
-        )
-    )
-    md = write_report(plan, records, out_dir, raw, command)
+    machine = machine_info(plan)
+    saved = {"command": command, "plan": plan_to_json(plan), "machine": machine, "runs": records}
+    raw.write_text(json.dumps(saved, indent=1))
+    md = write_report(plan, records, out_dir, raw, command=command, machine=machine)
     failed = sum(1 for r in records if not r.get("ok"))
     say(f"wrote {md} and {raw} in {time.monotonic() - t0:.0f}s; {failed} failed run(s)")
     return 1 if records and failed == len(records) else 0

@@ -352,3 +352,8 @@ def test_run_py_quick_smoke(tmp_path: Path) -> None:
     assert "Smoke figures, not measurements" in md
     assert "| `bare-asyncio` |" in md
     assert (tmp_path / "performance.png").stat().st_size > 1000
+    # The page can be rewritten from the raw results alone.
+    (tmp_path / "performance.md").unlink()
+    again = [sys.executable, "benchmarks/run.py", "--render-only", "--out", str(tmp_path)]
+    subprocess.run(again, cwd=ROOT, capture_output=True, timeout=60, check=True)
+    assert (tmp_path / "performance.md").read_text() == md

@@ -238,16 +238,22 @@ class _ChatProtocol(asyncio.Protocol):
             return
         if self.paused or self.fin_sent:
             return
-        data = self.core.data_to_send(self.conn)
-        if data:
-            transport.write(data)
-        if mode is _AFTER_FLUSH and not self.paused:
-            # Our FIN after the data; the peer's FIN (or NOW) ends it.
-            self.fin_sent = True
-            if transport.can_write_eof():
-                transport.write_eof()
-            else:
-                transport.close()
+        try:
+            data = self.core.data_to_send(self.conn)
+            if data:
+                transport.write(data)
+            if mode is _AFTER_FLUSH and not self.paused:
+                # Our FIN after the data; the peer's FIN (or NOW) ends it.
+                self.fin_sent = True
+                if transport.can_write_eof():
+                    transport.write_eof()
+                else:
+                    transport.close()
+        except (OSError, RuntimeError):
+            # The peer reset the connection under us (asyncio raises OSError,
+            # uvloop RuntimeError). connection_lost follows; the drain pass
+            # must go on for everyone else.
+            transport.abort()
 
 
 # ------------------------------------------------------------------- trio

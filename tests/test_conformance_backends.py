@@ -26,12 +26,7 @@ BACKENDS = [
 #: Known adapter bugs the suite found, as an expectations file: the run stays
 #: green while they are open, and the report says "remove the entry" once
 #: they are fixed. Keep each entry to one backend.
-KNOWN = {
-    "anyio-asyncio": (
-        "ROB-57 anyio/asyncio adapter: write_eof() on a reset socket raises in "
-        "_TransportConnections._pass, which stops flushing everyone else\n"
-    ),
-}
+KNOWN: dict[str, str] = {}
 
 
 def _needs(args: list[str]) -> None:

@@ -2,7 +2,7 @@
 
 One command for the whole measurement::
 
-    python benchmarks/run.py                 # the real run (about 45 minutes)
+    python benchmarks/run.py                 # the real run (about an hour on 2 CPUs)
     python benchmarks/run.py --quick         # a smoke of everything (< 60 s)
     python benchmarks/run.py --only fanout-10,core --targets serve-uvloop,bare-uvloop
     python benchmarks/run.py --loadgen chatload          # cross-check with chatload
@@ -833,7 +833,10 @@ def write_report(
         "cross-checks it."
     )
     add("")
-    add("Reproduce the whole page (about 45 minutes on 2 CPUs; nothing else should run):")
+    add(
+        "Reproduce the whole page (about an hour on 2 CPUs, mostly the 10,000-client "
+        "connects; nothing else should run on the machine):"
+    )
     add("")
     add("```")
     add("python benchmarks/run.py")

@@ -27,7 +27,7 @@ scenarios:
               holds them --duration s reading everything, then every client
               PINGs at once: how many a server holds, and how well.
   pingpong    N clients, each with one PING outstanding: replies/s, latency.
-  slowreader  like fanout, but one extra client logs in and never reads:
+  slowreader  like fanout, but one of the N clients logs in and never reads:
               what happens to it, to the others' delivery rate, and (with
               --server-pid) to the server's memory.
 

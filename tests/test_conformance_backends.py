@@ -20,6 +20,7 @@ BACKENDS = [
     pytest.param(["--backend", "threading"], id="threading"),
     pytest.param(["--backend", "anyio"], id="anyio-asyncio"),
     pytest.param(["--backend", "anyio", "--anyio-backend", "trio"], id="anyio-trio"),
+    pytest.param(["--backend", "anyio", "--serve-args=--uvloop"], id="anyio-uvloop"),
     pytest.param(["--backend", "gevent"], id="gevent"),
 ]
 

@@ -43,6 +43,7 @@ class LoggingObserver:
 
     def __init__(self) -> None:
         self._peers: dict[ConnId, str] = {}
+        self._users: dict[ConnId, str] = {}
 
     def listening(self, host: str, port: int) -> None:
         log.debug("accepting on %s:%d", host, port)
@@ -59,9 +60,16 @@ class LoggingObserver:
                     "msg conn=%d user=%s recipients=%d", event.conn, event.sender, event.recipients
                 )
             elif isinstance(event, UserLoggedIn):
+                self._users[event.conn] = event.name
                 log.info("login conn=%d peer=%s user=%s", event.conn, peer, event.name)
             elif isinstance(event, CommandRejected):
-                log.info("error conn=%d peer=%s err=%s", event.conn, peer, event.code.value)
+                log.info(
+                    "error conn=%d peer=%s user=%s err=%s",
+                    event.conn,
+                    peer,
+                    self._users.get(event.conn, "-"),
+                    event.code.value,
+                )
             elif isinstance(event, UserLeft):
                 log.info(
                     "leave conn=%d peer=%s user=%s reason=%s",
@@ -73,7 +81,11 @@ class LoggingObserver:
             elif isinstance(event, ConnectionClosed):
                 self._peers.pop(event.conn, None)
                 log.info(
-                    "disconnect conn=%d peer=%s reason=%s", event.conn, peer, event.reason.value
+                    "disconnect conn=%d peer=%s user=%s reason=%s",
+                    event.conn,
+                    peer,
+                    self._users.pop(event.conn, "-"),
+                    event.reason.value,
                 )
             elif isinstance(event, DirectMessageSent):
                 log.debug("dm conn=%d user=%s to=%s", event.conn, event.sender, event.recipient)

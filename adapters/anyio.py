@@ -199,9 +199,16 @@ class _ChatProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.paused = False
         self.fin_sent = False
+        self.peer_done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # asyncio sets TCP_NODELAY only when the listener was made with
+        # IPPROTO_TCP, which socket.create_server does not do. The core batches
+        # lines itself; nothing may wait for Nagle's algorithm.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn = conn = self.core.connection_made(self.conns.clock())
         self.conns.protocols[conn] = self
         if self.server.observer is not None:
@@ -213,6 +220,7 @@ class _ChatProtocol(asyncio.Protocol):
         self.server.feed(self.core.receive_data, self.conn, data, self.conns.clock())
 
     def eof_received(self) -> bool:
+        self.peer_done = True
         if self.fin_sent:
             return False  # both sides done: let the transport close
         self.server.feed(self.core.receive_eof, self.conn, self.conns.clock())
@@ -245,8 +253,8 @@ class _ChatProtocol(asyncio.Protocol):
             if mode is _AFTER_FLUSH and not self.paused:
                 # Our FIN after the data; the peer's FIN (or NOW) ends it.
                 self.fin_sent = True
-                if transport.can_write_eof():
-                    transport.write_eof()
+                if transport.can_write_eof() and not self.peer_done:
+                    transport.write_eof()  # then wait for the peer's FIN
                 else:
                     transport.close()
         except (OSError, RuntimeError):

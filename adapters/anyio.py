@@ -121,7 +121,7 @@ class _Connections:
     async def stop_accepting(self) -> None:
         raise NotImplementedError
 
-    def service(self) -> None:
+    def service(self, origin: Any = None) -> None:
         raise NotImplementedError
 
 
@@ -138,7 +138,8 @@ class _TransportConnections(_Connections):
         self.clock = self.loop.time  # type: ignore[method-assign]
         self.protocols: dict[ConnId, _ChatProtocol] = {}
         self.listener: asyncio.AbstractServer | None = None
-        self.ready: list[ConnId] = []
+        #: Connections with news, drained by the next pass.
+        self.pending: list[ConnId] = []
         self.scheduled = False
         self.pass_cost = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -153,17 +154,26 @@ class _TransportConnections(_Connections):
         assert self.listener is not None
         self.listener.close()
 
-    def service(self) -> None:
-        if not self.scheduled:
-            self.scheduled = True
-            if self.pass_cost > _BATCH_AFTER:
-                # Draining is expensive now (a notice to thousands of users):
-                # let input gather for as long as the last pass took, so no
-                # more than half the time goes to writing, however many
-                # logins arrive one by one.
-                self.loop.call_later(self.pass_cost, self._pass)
+    def service(self, origin: _ChatProtocol | None = None) -> None:
+        ready = self.core.take_ready()
+        if ready:
+            if origin is not None and not self.scheduled and ready == [origin.conn]:
+                # Only the connection that was just read has output (a reply
+                # to its own request): nothing else can join that write in
+                # this iteration, so it leaves now instead of after the pass.
+                origin.flush()
             else:
-                self.loop.call_soon(self._pass)
+                self.pending += ready
+                if not self.scheduled:
+                    self.scheduled = True
+                    if self.pass_cost > _BATCH_AFTER:
+                        # Draining is expensive now (a notice to thousands of
+                        # users): let input gather for as long as the last
+                        # pass took, so no more than half the time goes to
+                        # writing, however many logins arrive one by one.
+                        self.loop.call_later(self.pass_cost, self._pass)
+                    else:
+                        self.loop.call_soon(self._pass)
         deadline = self.core.next_deadline()
         if deadline is not None and deadline < self.timer_at:
             if self.timer is not None:
@@ -176,7 +186,8 @@ class _TransportConnections(_Connections):
         self.scheduled = False
         start = time.perf_counter()
         protocols = self.protocols
-        for conn in self.core.take_ready():
+        pending, self.pending = self.pending, []
+        for conn in pending + self.core.take_ready():
             p = protocols.get(conn)
             if p is not None:
                 p.flush()
@@ -217,7 +228,11 @@ class _ChatProtocol(asyncio.Protocol):
         self.conns.service()
 
     def data_received(self, data: bytes) -> None:
-        self.server.feed(self.core.receive_data, self.conn, data, self.conns.clock())
+        # The hot path: AnyioServer.feed inlined.
+        events = self.core.receive_data(self.conn, data, self.conns.clock())
+        if events and self.server.observer is not None:
+            self.server.observer.events(events)
+        self.conns.service(self)
 
     def eof_received(self) -> bool:
         self.peer_done = True
@@ -377,7 +392,7 @@ class _StreamConnections(_Connections):
                 continue
             self.server.feed(core.handle_timeout, self.clock())
 
-    def service(self) -> None:
+    def service(self, origin: Any = None) -> None:
         core, conns = self.core, self.conns
         for conn in core.take_ready():
             c = conns.get(conn)

@@ -195,8 +195,13 @@ class ChatServer:
         Replies and deliveries are queued (see :meth:`take_ready`). Input on a
         connection that is closing or gone is ignored.
         """
-        c = self._live(conn)
-        if c is None or c.mode is not _OPEN:
+        # This method is the hot path of every server: the common cases are
+        # inlined (lookups, the PING reply, the event hand-out).
+        c = self._conns.get(conn)
+        if c is None:
+            self._live(conn)  # raises for an id never issued
+            return []
+        if c.mode is not _OPEN:
             return []
         if type(data) is not bytes:
             data = bytes(data)
@@ -209,7 +214,14 @@ class ChatServer:
                 self._on_message(c, cmd)  # type: ignore[arg-type]
             elif kind is Ping:
                 token = cmd.token  # type: ignore[union-attr]
-                self._queue(c, _PONG if token is None else f"PONG {token}\n".encode())
+                reply = _PONG if token is None else f"PONG {token}\n".encode()
+                out = c.out
+                if not out:
+                    self._ready.append(conn)
+                out.append(reply)
+                c.queued += len(reply)
+                if c.queued > self._config.max_outbound_bytes:
+                    self._overflowed.append(c)
             elif kind is BadCommand:
                 code = cmd.code  # type: ignore[union-attr]
                 self._queue(c, _ERR[code])
@@ -232,7 +244,12 @@ class ChatServer:
                 self._drop_overflowed(now)
                 if c.mode is not _OPEN:
                     break  # the sender itself was dropped: the rest is not executed
-        return self._finish(now)
+        if self._overflowed:
+            self._drop_overflowed(now)
+        if events:
+            self._events = []
+            return events
+        return []
 
     def receive_eof(self, conn: ConnId, now: float) -> list[ServerEvent]:
         """The peer shut down its sending side (half-close, §12.1).

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ._config import BenchConfig, ProcShare
+from ._config import LINE_COUNTERS, BenchConfig, ProcShare
 from ._stats import bucket_us
 
 __all__ = ["worker_main"]
@@ -224,20 +224,7 @@ class Worker:
         self.fast_hist: Counter[int] = Counter()
         self.c: dict[str, int] = dict.fromkeys(
             (
-                "logins_ok",
-                "login_err",
-                "login_timeout",
-                "login_disconnect",
-                "connect_fail",
-                "banner_lines",
-                "info_lines",
-                "err_lines",
-                "ok_lines",
-                "other_lines",
-                "foreign_msg",
-                "stray_pongs",
-                "disconnects",
-                "echoes",
+                *LINE_COUNTERS,
                 "sent",
                 "sent_in_window",
                 "acked",

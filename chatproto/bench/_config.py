@@ -178,3 +178,23 @@ class BenchConfig:
     def username(self, proc: int, index: int) -> str:
         """The login name of client ``index`` of process ``proc``."""
         return f"{self.prefix}{proc}_{index}"
+
+
+#: What every worker counts about the lines and connections it saw; the
+#: report prints them for every scenario.
+LINE_COUNTERS: tuple[str, ...] = (
+    "logins_ok",
+    "login_err",
+    "login_timeout",
+    "login_disconnect",
+    "connect_fail",
+    "banner_lines",
+    "info_lines",
+    "err_lines",
+    "ok_lines",
+    "other_lines",
+    "foreign_msg",
+    "stray_pongs",
+    "disconnects",
+    "echoes",
+)

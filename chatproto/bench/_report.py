@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._config import BenchConfig
+from ._config import LINE_COUNTERS, BenchConfig
 from ._stats import LatencyHistogram
 
 __all__ = ["CPU_WARN_PCT", "render_table", "summarise"]
@@ -43,23 +43,7 @@ def summarise(
         "clients": cfg.clients,
         "procs": cfg.procs,
     }
-    counters = (
-        "logins_ok",
-        "login_err",
-        "login_timeout",
-        "login_disconnect",
-        "connect_fail",
-        "banner_lines",
-        "info_lines",
-        "err_lines",
-        "ok_lines",
-        "other_lines",
-        "foreign_msg",
-        "stray_pongs",
-        "disconnects",
-        "echoes",
-        "alive_at_end",
-    )
+    counters = (*LINE_COUNTERS, "alive_at_end")
     for key in counters:
         out[key] = _sum(results, key)
     errnos: dict[str, int] = {}

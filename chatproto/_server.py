@@ -286,7 +286,8 @@ class ChatServer:
     def shutdown(self, now: float) -> list[ServerEvent]:
         """Tell everyone the server is going away, and close every connection.
 
-        Every open connection gets ``INFO server-shutdown``; then each
+        Every connection gets ``INFO server-shutdown`` (one already closing
+        gets it after what it was owed; one being cut off gets nothing); then each
         logged-in user gets ``INFO <name> disconnected`` for every other one
         (§8.2, §12.5), from one shared buffer. Connections arriving later are
         told the same and closed. Calling it twice is a no-op.
@@ -305,6 +306,10 @@ class ChatServer:
         self._room.clear()
         for c in list(self._conns.values()):
             if c.mode is not _OPEN:
+                # Already closing (QUIT, idle, server-full...): it is still
+                # told, after what it was owed, unless it is being cut off.
+                if c.mode is _AFTER_FLUSH:
+                    self._queue(c, _SHUTDOWN_LINE)
                 continue
             self._queue(c, _SHUTDOWN_LINE)
             span = spans.get(c.id)

@@ -803,3 +803,14 @@ def test_config_defaults_match_the_spec() -> None:
     config = ServerConfig()
     assert (config.max_line_bytes, config.idle_timeout, config.max_clients) == (4096, 60.0, 10_000)
     assert (config.max_outbound_bytes, config.close_timeout) == (1024 * 1024, 5.0)
+
+
+def test_shutdown_tells_connections_that_are_already_closing() -> None:
+    # §12.5: every connection is told; one still flushing after QUIT gets the
+    # notice after its OK, one being cut off (slow consumer) gets nothing.
+    server = ChatServer()
+    quitter = server.connection_made(0.0)
+    server.receive_data(quitter, b"LOGIN q\nQUIT\n", 0.0)
+    assert server.close_mode(quitter) is CloseMode.AFTER_FLUSH
+    server.shutdown(1.0)
+    assert server.data_to_send(quitter) == b"OK\nOK\nINFO server-shutdown\n"

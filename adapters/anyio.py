@@ -157,7 +157,12 @@ class _TransportConnections(_Connections):
     def service(self, origin: _ChatProtocol | None = None) -> None:
         ready = self.core.take_ready()
         if ready:
-            if origin is not None and not self.scheduled and ready == [origin.conn]:
+            if (
+                origin is not None
+                and not self.scheduled
+                and len(ready) == 1
+                and ready[0] == origin.conn
+            ):
                 # Only the connection that was just read has output (a reply
                 # to its own request): nothing else can join that write in
                 # this iteration, so it leaves now instead of after the pass.
@@ -206,6 +211,8 @@ class _ChatProtocol(asyncio.Protocol):
         self.conns = conns
         self.server = conns.server
         self.core = conns.core
+        self.receive = conns.core.receive_data
+        self.clock = conns.clock
         self.conn = ConnId(0)
         self.transport: asyncio.Transport | None = None
         self.paused = False
@@ -229,7 +236,7 @@ class _ChatProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         # The hot path: AnyioServer.feed inlined.
-        events = self.core.receive_data(self.conn, data, self.conns.clock())
+        events = self.receive(self.conn, data, self.clock())
         if events and self.server.observer is not None:
             self.server.observer.events(events)
         self.conns.service(self)

@@ -54,6 +54,11 @@ class LineBuffer:
         return self._max
 
     @property
+    def discarding(self) -> bool:
+        """Whether the rest of an over-long line is being skipped up to its ``\n``."""
+        return self._discarding
+
+    @property
     def buffered(self) -> int:
         """Bytes of an incomplete line held back, waiting for its ``\\n``."""
         return len(self._partial)

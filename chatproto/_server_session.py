@@ -139,6 +139,18 @@ class ServerSession:
         """
         if self._state is SessionState.CLOSED:
             return iter(())
+        # Fast path, the common case of a request/response client: exactly one
+        # short, complete line and nothing buffered. Same result as framing it.
+        if (
+            type(data) is bytes
+            and data[-1:] == b"\n"
+            and data.find(b"\n") == len(data) - 1
+            and len(data) <= self._lines.max_line_bytes
+            and not self._lines.buffered
+            and not self._lines.discarding
+        ):
+            line = data[:-2] if data[-2:-1] == b"\r" else data[:-1]
+            return iter((self._parse_line(line),)) if line else iter(())
         # Framing is eager, so bytes are never lost to an iterator not taken.
         return self._parse(self._lines.feed(data))
 
@@ -149,43 +161,42 @@ class ServerSession:
             if type(line) is not bytes:
                 yield _BAD[ErrorCode.LINE_TOO_LONG]
                 continue
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                yield _BAD[ErrorCode.INVALID_UTF8]
-                continue
-            if CONTROL_RE.search(text):
-                yield _BAD[ErrorCode.INVALID_CHARACTERS]
-                continue
-            space = line.find(b" ")
-            verb = (line if space < 0 else line[:space]).upper()
-            if verb not in _VERBS:
-                yield _BAD[ErrorCode.UNKNOWN_COMMAND]
-                continue
-            logged_in = self._state is SessionState.LOGGED_IN
-            # The verb is ASCII, so byte and character offsets agree here.
-            arg = "" if space < 0 else text[space + 1 :]
-            if verb == _MSG:
-                if not logged_in:
-                    yield _BAD[ErrorCode.NOT_LOGGED_IN]
-                elif not arg:
-                    yield _BAD[ErrorCode.MISSING_ARGUMENT]
-                else:
-                    yield trusted(SendMessage, text=arg)
-            elif verb == _PING_W:
-                yield trusted(Ping, token=arg) if arg else _PING
-            elif verb == _DM:
-                yield self._parse_dm(arg, logged_in)
-            elif verb == _LOGIN:
-                yield self._parse_login(arg, logged_in)
-            elif verb == _WHO_W:
-                yield _WHO if logged_in else _BAD[ErrorCode.NOT_LOGGED_IN]
-            elif verb == _HELP_W:
-                yield _HELP
-            else:  # QUIT: nothing after it is executed.
-                self._close()
-                yield _QUIT
-                return
+            yield self._parse_line(line)
+
+    def _parse_line(self, line: bytes) -> Command | BadCommand:
+        """One complete line (terminator removed, within the limit) as a command."""
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return _BAD[ErrorCode.INVALID_UTF8]
+        if CONTROL_RE.search(text):
+            return _BAD[ErrorCode.INVALID_CHARACTERS]
+        space = line.find(b" ")
+        verb = (line if space < 0 else line[:space]).upper()
+        if verb not in _VERBS:
+            return _BAD[ErrorCode.UNKNOWN_COMMAND]
+        logged_in = self._state is SessionState.LOGGED_IN
+        # The verb is ASCII, so byte and character offsets agree here.
+        arg = "" if space < 0 else text[space + 1 :]
+        if verb == _MSG:
+            if not logged_in:
+                return _BAD[ErrorCode.NOT_LOGGED_IN]
+            if not arg:
+                return _BAD[ErrorCode.MISSING_ARGUMENT]
+            return trusted(SendMessage, text=arg)
+        if verb == _PING_W:
+            return trusted(Ping, token=arg) if arg else _PING
+        if verb == _DM:
+            return self._parse_dm(arg, logged_in)
+        if verb == _LOGIN:
+            return self._parse_login(arg, logged_in)
+        if verb == _WHO_W:
+            return _WHO if logged_in else _BAD[ErrorCode.NOT_LOGGED_IN]
+        if verb == _HELP_W:
+            return _HELP
+        # QUIT: nothing after it is executed.
+        self._close()
+        return _QUIT
 
     def receive_eof(self) -> int:
         """The peer closed its sending side. Drops and counts a partial line."""

@@ -1,16 +1,18 @@
 """chatproto on threads (stdlib only): a reader thread per connection, one writer thread.
 
 Plumbing only. Reader threads block in ``recv`` and feed the core under one
-lock. The single writer thread owns every ``send``: it drains the connections
-the core has news for with non-blocking sends, parks the sockets whose kernel
-buffer is full in a selector until they can take more, and runs the core's
-timer. So a client that stops reading never blocks another thread, and while
-the writer is busy the readers' lines pile up per recipient and leave in one
-``send`` (the batching that makes this fast).
+lock. Every send is non-blocking (``MSG_DONTWAIT``): news for a few
+connections is sent by the reader that caused it (no hand-off on a round
+trip); bigger batches go to the single writer thread, which drains them, parks
+the sockets whose kernel buffer is full in a selector until they can take
+more, and runs the core's timer. So a client that stops reading never blocks
+another thread, and while the writer is busy the readers' lines pile up per
+recipient and leave in one ``send`` (the batching that makes this fast).
 """
 
 from __future__ import annotations
 
+import math
 import selectors
 import signal
 import socket
@@ -29,6 +31,9 @@ __all__ = ["ThreadingServer", "run"]
 
 _NOW, _OPEN, _AFTER_FLUSH = CloseMode.NOW, CloseMode.OPEN, CloseMode.AFTER_FLUSH
 _RECV_SIZE = 65536
+#: News for at most this many connections is sent by the thread that caused
+#: it; more goes to the writer thread (see _service).
+_INLINE_MAX = 16
 # Non-blocking sends on blocking sockets: readers keep blocking recv calls.
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
@@ -65,6 +70,10 @@ class ThreadingServer:
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._woken = False
+        #: Connections with news for the writer thread.
+        self._pending: list[ConnId] = []
+        #: The deadline the writer thread sleeps until.
+        self._timer_at = math.inf
         self._stop = threading.Event()
         self._all_closed = threading.Event()
 
@@ -141,6 +150,7 @@ class ThreadingServer:
         core, lock = self.core, self._lock
         while not (self._stop.is_set() and self._all_closed.is_set()):
             deadline = core.next_deadline()
+            self._timer_at = math.inf if deadline is None else deadline
             timeout = None if deadline is None else max(0.0, deadline - self._clock())
             writable = []
             for key, _ in self._selector.select(timeout):
@@ -151,12 +161,16 @@ class ThreadingServer:
             with lock:
                 self._woken = False
                 for conn in writable:
-                    self._selector.unregister(self._conns[conn].sock)
-                    self._flush(conn)
+                    c = self._conns.get(conn)
+                    # Another thread may have shut it down since the select.
+                    if c is not None and self._selector.get_map().get(c.sock) is not None:
+                        self._selector.unregister(c.sock)
+                        self._flush(conn)
                 deadline = core.next_deadline()
                 if deadline is not None and deadline <= self._clock():
                     self._feed(core.handle_timeout, self._clock())
-                for conn in core.take_ready():
+                pending, self._pending = self._pending, []
+                for conn in pending + core.take_ready():
                     self._flush(conn)
 
     def _flush(self, conn: ConnId) -> None:
@@ -215,7 +229,22 @@ class ThreadingServer:
         self._service()
 
     def _service(self) -> None:
-        # The writer thread acts on the core's news; wake it once per batch.
+        # Few connections with news (a reply, a small room): sending them now,
+        # on this thread, saves a hand-off to the writer, which is most of a
+        # round trip's latency. Many (a broadcast to a big room): the writer
+        # takes them, and while it sends, more lines gather per recipient.
+        ready = self.core.take_ready()
+        if not ready:
+            return
+        if len(ready) <= _INLINE_MAX and not self._woken:
+            for conn in ready:
+                self._flush(conn)
+            deadline = self.core.next_deadline()
+            if deadline is None or deadline >= self._timer_at:
+                return
+        else:
+            self._pending += ready
+        # The writer thread acts on the rest; wake it once per batch.
         if not self._woken:
             self._woken = True
             self._wake()

@@ -69,6 +69,16 @@ class LineBuffer:
         An empty list means more data is needed. Empty lines are not returned.
         """
         chunk = data if type(data) is bytes else bytes(data)
+        # Fast path, the common case of a chat client: one complete line of
+        # legal length, nothing held back. Same result as the general path.
+        if (
+            chunk.find(b"\n") == len(chunk) - 1
+            and not self._partial
+            and not self._discarding
+            and len(chunk) <= self._max + 1
+        ):
+            line = chunk[:-2] if chunk[-2:-1] == b"\r" else chunk[:-1]
+            return [line] if line else []
         out: list[bytes | LineTooLong] = []
         if self._discarding:
             end = chunk.find(b"\n")

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Final
+from typing import Any, Final
 
 from ._commands import (
     CONTROL_RE,
@@ -79,23 +79,38 @@ class BadCommand:
     code: ErrorCode
 
 
-# Refusals are immutable and carry no per-line data, so each is built once.
+# The form ChatServer dispatches on, one per line: (kind, payload). Cheaper
+# than a Command object, and it keeps a message's text as the bytes received,
+# so a broadcast is never decoded and encoded again. Payloads: MSG the text
+# (bytes), PING the token (bytes, empty for none), BAD the ErrorCode, LOGIN the
+# name (str), DM (recipient, text) as str; WHO, HELP and QUIT none.
+MSG, PING, BAD, LOGIN, DM, WHO, HELP, QUIT = range(8)
+ParsedLine = tuple[int, Any]
+
+# Refusals and argument-less commands carry no per-line data: built once.
 _BAD: Final = {code: BadCommand(code) for code in ErrorCode}
+_REFUSED: Final = {code: (BAD, code) for code in ErrorCode}
+_TOO_LONG: Final = _REFUSED[ErrorCode.LINE_TOO_LONG]
+_NOT_LOGGED_IN: Final = _REFUSED[ErrorCode.NOT_LOGGED_IN]
+_MISSING: Final = _REFUSED[ErrorCode.MISSING_ARGUMENT]
+_PLAIN_PING: Final = (PING, b"")
+_PARSED_WHO: Final = (WHO, None)
+_PARSED_HELP: Final = (HELP, None)
+_PARSED_QUIT: Final = (QUIT, None)
 _HELP: Final = Help()
 _QUIT: Final = Quit()
 _WHO: Final = ListUsers()
 _PING: Final = Ping()
 
-_MSG, _LOGIN, _DM, _PING_W, _WHO_W, _HELP_W, _QUIT_W = (
-    b"MSG",
-    b"LOGIN",
-    b"DM",
-    b"PING",
-    b"WHO",
-    b"HELP",
-    b"QUIT",
-)
-_VERBS: Final = frozenset({_MSG, _LOGIN, _DM, _PING_W, _WHO_W, _HELP_W, _QUIT_W})
+_VERBS: Final = {
+    b"MSG": MSG,
+    b"PING": PING,
+    b"LOGIN": LOGIN,
+    b"DM": DM,
+    b"WHO": WHO,
+    b"HELP": HELP,
+    b"QUIT": QUIT,
+}
 
 
 class ServerSession:
@@ -105,7 +120,8 @@ class ServerSession:
     :class:`BadCommand` refusals back, in order. Tell it about an accepted
     login with :meth:`login_accepted`. Usable on its own by a program that
     routes messages its own way; :class:`~chatproto.ChatServer` uses one per
-    connection.
+    connection, through the same parser in its cheaper form (:attr:`lines`
+    and :meth:`parse`).
     """
 
     __slots__ = ("_lines", "_state", "_username")
@@ -139,64 +155,71 @@ class ServerSession:
         """
         if self._state is SessionState.CLOSED:
             return iter(())
-        # Fast path, the common case of a request/response client: exactly one
-        # short, complete line and nothing buffered. Same result as framing it.
-        if (
-            type(data) is bytes
-            and data[-1:] == b"\n"
-            and data.find(b"\n") == len(data) - 1
-            and len(data) <= self._lines.max_line_bytes
-            and not self._lines.buffered
-            and not self._lines.discarding
-        ):
-            line = data[:-2] if data[-2:-1] == b"\r" else data[:-1]
-            return iter((self._parse_line(line),)) if line else iter(())
         # Framing is eager, so bytes are never lost to an iterator not taken.
-        return self._parse(self._lines.feed(data))
+        return self._commands(self._lines.feed(data))
 
-    def _parse(self, lines: list[bytes | LineTooLong]) -> Iterator[Command | BadCommand]:
+    def _commands(self, lines: list[bytes | LineTooLong]) -> Iterator[Command | BadCommand]:
         for line in lines:
             if self._state is SessionState.CLOSED:
-                return  # closed by the server while we were parsing
-            if type(line) is not bytes:
-                yield _BAD[ErrorCode.LINE_TOO_LONG]
-                continue
-            yield self._parse_line(line)
+                return  # closed by QUIT or by the server while we were parsing
+            yield _as_command(self.parse(line))
 
-    def _parse_line(self, line: bytes) -> Command | BadCommand:
-        """One complete line (terminator removed, within the limit) as a command."""
+    @property
+    def lines(self) -> LineBuffer:
+        """The framer, for callers that frame and :meth:`parse` in two steps.
+
+        ``for line in session.lines.feed(data): act(session.parse(line))`` is
+        :meth:`receive_data` in the cheap form :class:`~chatproto.ChatServer`
+        uses; framing stays eager, so no byte is lost whatever happens next.
+        """
+        return self._lines
+
+    def parse(self, line: bytes | LineTooLong) -> ParsedLine:
+        """One framed line, checked against the rules and the current state.
+
+        The second half of :meth:`receive_data`, in the cheap form
+        ``(kind, payload)`` (see :data:`ParsedLine`). Parse each line only
+        after the previous one was acted on (a LOGIN accepted or not).
+        """
+        if type(line) is not bytes:
+            return _TOO_LONG
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
-            return _BAD[ErrorCode.INVALID_UTF8]
-        if CONTROL_RE.search(text):
-            return _BAD[ErrorCode.INVALID_CHARACTERS]
+            return _REFUSED[ErrorCode.INVALID_UTF8]
+        # isprintable() is the quick "no control character" answer for most
+        # text; the exact rule (§2.2: a tab is fine) runs only when it is not.
+        if not text.isprintable() and CONTROL_RE.search(text):
+            return _REFUSED[ErrorCode.INVALID_CHARACTERS]
         space = line.find(b" ")
-        verb = (line if space < 0 else line[:space]).upper()
-        if verb not in _VERBS:
-            return _BAD[ErrorCode.UNKNOWN_COMMAND]
+        verb = line if space < 0 else line[:space]
+        kind = _VERBS.get(verb)  # most clients send the verb in upper case
+        if kind is None:
+            kind = _VERBS.get(verb.upper())
+            if kind is None:
+                return _REFUSED[ErrorCode.UNKNOWN_COMMAND]
         logged_in = self._state is SessionState.LOGGED_IN
+        if kind == MSG:
+            if not logged_in:
+                return _NOT_LOGGED_IN
+            if space < 0 or space == len(line) - 1:
+                return _MISSING
+            return (MSG, line[space + 1 :])
+        if kind == PING:
+            return _PLAIN_PING if space < 0 or space == len(line) - 1 else (PING, line[space + 1 :])
         # The verb is ASCII, so byte and character offsets agree here.
         arg = "" if space < 0 else text[space + 1 :]
-        if verb == _MSG:
-            if not logged_in:
-                return _BAD[ErrorCode.NOT_LOGGED_IN]
-            if not arg:
-                return _BAD[ErrorCode.MISSING_ARGUMENT]
-            return trusted(SendMessage, text=arg)
-        if verb == _PING_W:
-            return trusted(Ping, token=arg) if arg else _PING
-        if verb == _DM:
+        if kind == DM:
             return self._parse_dm(arg, logged_in)
-        if verb == _LOGIN:
+        if kind == LOGIN:
             return self._parse_login(arg, logged_in)
-        if verb == _WHO_W:
-            return _WHO if logged_in else _BAD[ErrorCode.NOT_LOGGED_IN]
-        if verb == _HELP_W:
-            return _HELP
+        if kind == WHO:
+            return _PARSED_WHO if logged_in else _NOT_LOGGED_IN
+        if kind == HELP:
+            return _PARSED_HELP
         # QUIT: nothing after it is executed.
         self._close()
-        return _QUIT
+        return _PARSED_QUIT
 
     def receive_eof(self) -> int:
         """The peer closed its sending side. Drops and counts a partial line."""
@@ -226,20 +249,39 @@ class ServerSession:
             ) from None
 
     @staticmethod
-    def _parse_login(arg: str, logged_in: bool) -> Command | BadCommand:
+    def _parse_login(arg: str, logged_in: bool) -> ParsedLine:
         if logged_in:
-            return _BAD[ErrorCode.ALREADY_LOGGED_IN]
+            return _REFUSED[ErrorCode.ALREADY_LOGGED_IN]
         if not arg:
-            return _BAD[ErrorCode.MISSING_ARGUMENT]
+            return _MISSING
         if USERNAME_RE.fullmatch(arg) is None:
-            return _BAD[ErrorCode.INVALID_USERNAME]
-        return trusted(Login, name=arg)
+            return _REFUSED[ErrorCode.INVALID_USERNAME]
+        return (LOGIN, arg)
 
     @staticmethod
-    def _parse_dm(arg: str, logged_in: bool) -> Command | BadCommand:
+    def _parse_dm(arg: str, logged_in: bool) -> ParsedLine:
         if not logged_in:
-            return _BAD[ErrorCode.NOT_LOGGED_IN]
+            return _NOT_LOGGED_IN
         target, _, text = arg.partition(" ")
         if not target or not text:
-            return _BAD[ErrorCode.MISSING_ARGUMENT]
-        return trusted(SendDirect, recipient=target, text=text)
+            return _MISSING
+        return (DM, (target, text))
+
+
+def _as_command(parsed: ParsedLine) -> Command | BadCommand:
+    """The public form of a parsed line."""
+    kind, payload = parsed
+    if kind == MSG:
+        return trusted(SendMessage, text=payload.decode("utf-8"))
+    if kind == PING:
+        return trusted(Ping, token=payload.decode("utf-8")) if payload else _PING
+    if kind == BAD:
+        return _BAD[payload]
+    if kind == LOGIN:
+        return trusted(Login, name=payload)
+    if kind == DM:
+        recipient, text = payload
+        return trusted(SendDirect, recipient=recipient, text=text)
+    if kind == WHO:
+        return _WHO
+    return _HELP if kind == HELP else _QUIT

@@ -112,8 +112,14 @@ class MemoryClient:
 class MemoryRoom:
     """One :class:`ChatServer` and the clients connected to it."""
 
-    def __init__(self, config: ServerConfig | None = None, *, start: float = 1000.0) -> None:
-        self.server = ChatServer(config)
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        start: float = 1000.0,
+        message_events: bool = True,
+    ) -> None:
+        self.server = ChatServer(config, message_events=message_events)
         #: The simulated clock. Not 0, so that "0 means unset" bugs show.
         self.now = start
         self.clients: dict[ConnId, MemoryClient] = {}

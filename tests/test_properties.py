@@ -26,6 +26,7 @@ from chatproto import (
     Command,
     CommandRejected,
     ConnectionClosed,
+    ConnId,
     DirectMessageSent,
     ErrorCode,
     Help,
@@ -172,13 +173,15 @@ steps_st = st.lists(
 )
 
 
-def run_room(steps: list[tuple[int, bytes]], cuts: list[int] | None) -> object:
+def run_room(
+    steps: list[tuple[int, bytes]], cuts: list[int] | None, *, message_events: bool = True
+) -> tuple[list[bytes], list[object], int, list[ServerEvent], list[ConnId]]:
     """Two reading clients and one that never reads (slow consumer "v").
 
     ``cuts=None`` merges runs of consecutive lines from one client into one
     send (up to MERGE lines); otherwise every line is sent cut at ``cuts``.
     """
-    room = MemoryRoom(ROOM_CONFIG)
+    room = MemoryRoom(ROOM_CONFIG, message_events=message_events)
     clients = [room.connect(), room.connect(), room.connect(reading=False)]
     for client, name in zip(clients, ["a", "b", "v"], strict=True):
         client.send(f"LOGIN {name}\n".encode())
@@ -218,6 +221,21 @@ def test_chat_server_any_split_same_output_and_events(
     steps: list[tuple[int, bytes]], cuts: list[int]
 ) -> None:
     assert run_room(steps, cuts) == run_room(steps, None)
+
+
+@settings(max_examples=MAX_EXAMPLES)
+@given(steps=steps_st, cuts=cuts_st)
+def test_chat_server_without_message_events_sends_the_same_bytes(
+    steps: list[tuple[int, bytes]], cuts: list[int]
+) -> None:
+    """message_events=False only leaves out the two per-message events."""
+    full = run_room(steps, cuts)
+    lean = run_room(steps, cuts, message_events=False)
+    per_message = (MessageBroadcast, DirectMessageSent)
+    assert lean[:3] == full[:3]
+    assert lean[3] == [e for e in full[3] if not isinstance(e, per_message)]
+    assert not any(isinstance(e, per_message) for e in lean[3])
+    assert lean[4] == full[4]
 
 
 @settings(max_examples=MAX_EXAMPLES)

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from chatproto import ConnId, ServerEvent
 
-__all__ = ["BACKENDS", "ServerObserver"]
+__all__ = ["BACKENDS", "ServerObserver", "wants_message_events"]
 
 #: The backends, by the name ``chatproto-serve --backend`` takes.
 BACKENDS = ("threading", "anyio", "gevent")
@@ -28,6 +28,12 @@ class ServerObserver(Protocol):
     Called on the adapter's own thread or task, inside its loop: keep it quick.
     """
 
+    #: Whether :meth:`events` wants :class:`~chatproto.MessageBroadcast` and
+    #: :class:`~chatproto.DirectMessageSent`, one per chat line. Read once, when
+    #: the adapter builds its core (``ChatServer(message_events=...)``):
+    #: ``False`` saves their cost on the hottest path.
+    message_events: bool
+
     def listening(self, host: str, port: int) -> None:
         """The server accepts connections on ``host:port`` (the real port)."""
 
@@ -36,3 +42,8 @@ class ServerObserver(Protocol):
 
     def events(self, events: list[ServerEvent]) -> None:
         """The core reported ``events`` (logins, messages, departures...)."""
+
+
+def wants_message_events(observer: ServerObserver | None) -> bool:
+    """Whether a core serving ``observer`` should report every chat line."""
+    return observer is not None and observer.message_events

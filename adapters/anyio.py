@@ -38,7 +38,7 @@ from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
 from chatproto import ChatServer, CloseMode, ConnId, ServerConfig
 
-from . import ServerObserver
+from . import ServerObserver, wants_message_events
 
 __all__ = ["AnyioServer", "run"]
 
@@ -55,7 +55,7 @@ class AnyioServer:
     def __init__(
         self, config: ServerConfig | None = None, observer: ServerObserver | None = None
     ) -> None:
-        self.core = ChatServer(config)
+        self.core = ChatServer(config, message_events=wants_message_events(observer))
         self.observer = observer
         self._stop = anyio.Event()
         self._all_closed = anyio.Event()

@@ -26,7 +26,7 @@ import gevent.socket
 
 from chatproto import ChatServer, CloseMode, ConnId, ServerConfig
 
-from . import ServerObserver
+from . import ServerObserver, wants_message_events
 
 __all__ = ["GeventServer", "run"]
 
@@ -53,7 +53,7 @@ class GeventServer:
     def __init__(
         self, config: ServerConfig | None = None, observer: ServerObserver | None = None
     ) -> None:
-        self.core = ChatServer(config)
+        self.core = ChatServer(config, message_events=wants_message_events(observer))
         self.observer = observer
         self._conns: dict[ConnId, _Connection] = {}
         self._clock = time.monotonic

@@ -25,7 +25,7 @@ from typing import Any
 
 from chatproto import ChatServer, CloseMode, ConnId, ServerConfig
 
-from . import ServerObserver
+from . import ServerObserver, wants_message_events
 
 __all__ = ["ThreadingServer", "run"]
 
@@ -59,7 +59,7 @@ class ThreadingServer:
     ) -> None:
         if not _DONTWAIT:
             raise RuntimeError("the threading adapter needs MSG_DONTWAIT (Linux, BSD, macOS)")
-        self.core = ChatServer(config)
+        self.core = ChatServer(config, message_events=wants_message_events(observer))
         self.observer = observer
         self._conns: dict[ConnId, _Connection] = {}
         self._lock = threading.Lock()

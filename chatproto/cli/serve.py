@@ -42,6 +42,8 @@ class LoggingObserver:
     """Logs one line per connect, login, departure, closed connection and error."""
 
     def __init__(self) -> None:
+        #: Messages are logged at DEBUG only: below it, the core need not report them.
+        self.message_events = log.isEnabledFor(logging.DEBUG)
         self._peers: dict[ConnId, str] = {}
         self._users: dict[ConnId, str] = {}
 

@@ -11,8 +11,17 @@ feeds them and drained the way an adapter drains them, with no I/O:
   chunk: what one loop iteration of an adapter does. Deliveries = lines x
   (N - 1).
 
-No server can beat these numbers with the same core, so they bound every
-adapter's figures in docs/performance.md. Each figure is the median of
+* ``single PING``: PING rounds per second when every ``PING`` arrives alone
+  (one line per read, as a request/response client sends it) and the adapter's
+  whole contract runs after each: ``receive_data``, ``take_ready``,
+  ``data_to_send``, ``next_deadline``.
+* ``single MSG 10``: deliveries per second when each of 10 clients' reads
+  holds one ``MSG`` (as in a small room), drained after every round of 10.
+
+The core is built as ``chatproto-serve`` builds it (``message_events=False``:
+no event per chat line unless it logs at debug level). No server can beat
+these numbers with the same core, so they bound every adapter's figures in
+docs/performance.md. Each figure is the median of
 ``--repeat`` timed runs of about ``--seconds`` each.
 
 Run: ``python benchmarks/core.py [--seconds 1] [--repeat 3] [--json]``.
@@ -36,7 +45,9 @@ BROADCAST_SIZES = (10, 100, 1000)
 
 def _room(n: int) -> tuple[ChatServer, list[ConnId]]:
     """A server with ``n`` logged-in clients, their output drained."""
-    server = ChatServer(ServerConfig(max_clients=max(n, 1), idle_timeout=1e9))
+    # As chatproto-serve runs it: no per-message events unless it logs them.
+    config = ServerConfig(max_clients=max(n, 1), idle_timeout=1e9)
+    server = ChatServer(config, message_events=False)
     conns = []
     for i in range(n):
         conn = server.connection_made(0.0)
@@ -93,6 +104,39 @@ def broadcast_rate(n: int, seconds: float) -> float:
     return _timed(step, seconds)
 
 
+def single_ping_rate(seconds: float) -> float:
+    """PING rounds per second, one line per read, the adapter contract after each."""
+    server, (conn,) = _room(1)
+    receive, take, drain = server.receive_data, server.take_ready, server.data_to_send
+    deadline = server.next_deadline
+
+    def step() -> int:
+        for _ in range(CHUNK_LINES):
+            receive(conn, b"PING\n", 1.0)
+            for ready in take():
+                drain(ready)
+            deadline()
+        return CHUNK_LINES
+
+    return _timed(step, seconds)
+
+
+def single_msg_rate(seconds: float, n: int = 10) -> float:
+    """Deliveries per second, one MSG per read from each of ``n`` clients in turn."""
+    server, conns = _room(n)
+    line = b"MSG " + b"x" * 64 + b"\n"
+    receive, take, drain = server.receive_data, server.take_ready, server.data_to_send
+
+    def step() -> int:
+        for conn in conns:
+            receive(conn, line, 1.0)
+        for ready in take():
+            drain(ready)
+        return n * (n - 1)
+
+    return _timed(step, seconds)
+
+
 def run(seconds: float, repeat: int) -> dict[str, Any]:
     """Every figure, as the median of ``repeat`` runs; JSON-able."""
     out: dict[str, Any] = {
@@ -102,6 +146,10 @@ def run(seconds: float, repeat: int) -> dict[str, Any]:
         out[f"broadcast_{n}_deliveries_per_s"] = statistics.median(
             broadcast_rate(n, seconds) for _ in range(repeat)
         )
+    out["single_ping_per_s"] = statistics.median(single_ping_rate(seconds) for _ in range(repeat))
+    out["single_msg_10_deliveries_per_s"] = statistics.median(
+        single_msg_rate(seconds) for _ in range(repeat)
+    )
     out["seconds"] = seconds
     out["repeat"] = repeat
     out["chunk_lines"] = CHUNK_LINES
@@ -122,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         for n in BROADCAST_SIZES:
             rate = result[f"broadcast_{n}_deliveries_per_s"]
             print(f"broadcast {n:>5}: {rate:>14,.0f} deliveries/s")
+        print(f"single PING:    {result['single_ping_per_s']:>14,.0f} rounds/s")
+        rate = result["single_msg_10_deliveries_per_s"]
+        print(f"single MSG 10:  {rate:>14,.0f} deliveries/s")
     return 0
 
 

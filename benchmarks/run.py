@@ -1092,6 +1092,10 @@ def _core_section(lines: list[str], m: dict[str, Any] | None) -> None:
     for n in (10, 100, 1000):
         rate = _cell(m, f"broadcast_{n}_deliveries_per_s")
         add(f"| deliveries, broadcast to {n:,} clients | {rate} |")
+    if m.get("single_ping_per_s"):
+        ping, msg = _cell(m, "single_ping_per_s"), _cell(m, "single_msg_10_deliveries_per_s")
+        add(f"| `PING` rounds, one line per read, the adapter contract after each | {ping} |")
+        add(f"| deliveries, one `MSG` per read in a room of 10 | {msg} |")
     add("")
     add("```")
     add("python benchmarks/core.py --seconds 1 --repeat 3")

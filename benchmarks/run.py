@@ -472,6 +472,8 @@ def normalise(result: dict[str, Any]) -> dict[str, Any]:
         result["loadgen_cpu_pct"] = result["bench_cpu_max_pct"]
     elif "client_cpu_pct" in result:
         result["loadgen_cpu_pct"] = result["client_cpu_pct"]
+    if "rss_start_kb" not in result and "rss_after_login_kb" in result:
+        result["rss_start_kb"] = result["rss_after_login_kb"]  # chatload's name
     return result
 
 
@@ -692,7 +694,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, 
     for rec in records:
         key = (rec["scenario"], rec["target"])
         if rec.get("ok"):
-            groups.setdefault(key, []).append(rec["result"])
+            groups.setdefault(key, []).append(normalise(rec["result"]))
         else:
             fails.setdefault(key, []).append(str(rec.get("error", "failed"))[:300])
     out: dict[tuple[str, str], dict[str, Any]] = {}
@@ -916,11 +918,12 @@ measures chatproto-serve, the bare servers and third-party servers.
   loop: each sender keeps at most 4 messages (`--window`) unacknowledged; a message is
   acknowledged when every other client has received it (`--ack all`, as issue 6
   defines the load; so nothing can pile up without bound in the server, and
-  the rate is what the server sustains end to end). Both load generators nap
-  100 µs after a light loop iteration so that lines coalesce per read, which
-  saves their CPU but adds to every round trip: `fanout-10-nonap` is the same
-  load with the nap off (`--batch-us 0`), where the servers, not the round
-  trips, are the limit. *Deliveries/s* counts every
+  the rate is what the server sustains end to end). To save its own CPU,
+  chatload naps 100 µs after every loop iteration with fewer than 64 events,
+  so that lines coalesce per read (chatproto-bench only after a poll that had
+  to wait); with few clients that nap is part of every round trip.
+  `fanout-10-nonap` is the same load with the nap off (`--batch-us 0`), where
+  the servers, not the round trips, are the limit. *Deliveries/s* counts every
   received copy of the messages sent inside the measured window (after a
   warm-up that is excluded), including copies that arrive while draining;
   *latency* is receive time minus send time over all those copies (µs

@@ -261,3 +261,22 @@ def test_port_in_use_is_one_clear_line() -> None:
         assert result.stderr.strip().count("\n") == 0
         assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr
         server.stop()
+
+
+@pytest.mark.parametrize("level", ["debug", "info"])
+def test_messages_are_logged_at_debug_only(backend: list[str], level: str) -> None:
+    """The core reports each chat line only to an observer that logs it (message_events)."""
+    with running_server([*backend, "--log-level", level]) as server:
+        a = Client(server.port).login("ann")
+        b = Client(server.port).login("bea")
+        a.expect("INFO bea joined")
+        a.send(b"MSG hello\nDM bea psst\n")
+        b.expect("MSG ann hello")
+        b.expect("DM ann psst")
+        a.close()
+        b.close()
+        code, err = server.stop()
+    assert code == 0, err
+    assert "login conn=" in err  # info lines are there either way
+    logged = "msg conn=" in err and "dm conn=" in err and "to=bea" in err
+    assert logged is (level == "debug"), err

@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default="info",
         choices=("debug", "info", "warning", "error"),
-        help="default info: one line per connect, login, disconnect and error",
+        help="default info: one line per connect, login, disconnect and error; "
+        "debug adds one per message (and costs a little speed)",
     )
     return p
 

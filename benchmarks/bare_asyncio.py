@@ -9,14 +9,20 @@ the connect scenario costs what it costs on a real server. No limits: a slow
 reader's output piles up in the transport's buffer without bound (that is part
 of what the slowreader scenario shows).
 
-Run: ``python benchmarks/bare_asyncio.py [--uvloop] --port 0``; prints
-``bare_asyncio listening on HOST:PORT``. Stops on SIGINT/SIGTERM.
+``--checked`` adds, inline, the checks every conforming server must make on
+every line before acting on it (docs/protocol.md §1 and §2: the length limit,
+UTF-8, control characters) and the idle clock (§12.2): the price of the spec
+alone, without chatproto's layering, for the request/response comparison.
+
+Run: ``python benchmarks/bare_asyncio.py [--uvloop] [--checked] --port 0``;
+prints ``bare_asyncio listening on HOST:PORT``. Stops on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import sys
 from typing import cast
@@ -94,10 +100,38 @@ class ChatProtocol(asyncio.Protocol):
             self.name = None
 
 
-async def serve(host: str, port: int, label: str) -> None:
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+class CheckedProtocol(ChatProtocol):
+    """ChatProtocol plus the per-line checks of the spec and an idle clock."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.clock = asyncio.get_running_loop().time
+        self.last_seen = self.clock()
+
+    def line(self, raw: bytes) -> None:
+        if len(raw) > 4096:
+            self.transport.write(b"ERR line-too-long line longer than 4096 bytes\n")
+            return
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.transport.write(b"ERR invalid-utf8 lines must be UTF-8\n")
+            return
+        if not text.isprintable() and _CONTROL.search(text):
+            self.transport.write(b"ERR invalid-characters no control characters\n")
+            return
+        self.last_seen = self.clock()
+        super().line(raw)
+
+
+async def serve(host: str, port: int, label: str, checked: bool) -> None:
     loop = asyncio.get_running_loop()
     room = Room()
-    server = await loop.create_server(lambda: ChatProtocol(room), host, port, backlog=1024)
+    kind = CheckedProtocol if checked else ChatProtocol
+    server = await loop.create_server(lambda: kind(room), host, port, backlog=1024)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -112,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4000)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    parser.add_argument("--checked", action="store_true", help="check every line as the spec says")
     args = parser.parse_args(argv)
     if args.uvloop:
         import uvloop  # noqa: PLC0415 - optional dependency
 
-        uvloop.run(serve(args.host, args.port, "bare_uvloop"))
+        uvloop.run(serve(args.host, args.port, "bare_uvloop", args.checked))
     else:
-        asyncio.run(serve(args.host, args.port, "bare_asyncio"))
+        asyncio.run(serve(args.host, args.port, "bare_asyncio", args.checked))
     return 0
 
 

@@ -153,6 +153,14 @@ TARGETS: tuple[Target, ...] = (
         description="the same on uvloop",
     ),
     Target(
+        "bare-checked",
+        "reference",
+        "uvloop",
+        (PY, str(HERE / "bare_asyncio.py"), "--uvloop", "--checked", "--port", "0"),
+        needs=("uvloop",),
+        description="bare-uvloop plus the per-line checks of the spec, inline",
+    ),
+    Target(
         "bare-gather",
         "reference",
         "uvloop",

@@ -322,6 +322,25 @@ def test_bare_server_fanout(script: str) -> None:
         server.stop()
 
 
+def test_bare_checked_server_refuses_bad_lines_and_goes_on() -> None:
+    server = Server("benchmarks/bare_asyncio.py", "--checked")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE) as sock:
+            sock.sendall(b"LOGIN ann\nMSG a\x01b\n\xff\nPING x\n")
+            got = b""
+            while not got.endswith(b"PONG x\n"):
+                chunk = sock.recv(4096)
+                assert chunk, got
+                got += chunk
+        assert got.split(b"\n")[:3] == [
+            b"OK",
+            b"ERR invalid-characters no control characters",
+            b"ERR invalid-utf8 lines must be UTF-8",
+        ]
+    finally:
+        server.stop()
+
+
 # ------------------------------------------------- the benchmark command
 
 

@@ -139,6 +139,24 @@ def half_close(t: TestContext) -> None:
     a.expect_left(b)
 
 
+def _errors_until_pong(t: TestContext, conn: Conn, pong: str) -> int:
+    """Read ``conn``'s lines up to the ``pong``: only ERR lines may come first.
+
+    Returns how many there were; any other line fails the test.
+    """
+    errors = 0
+    while True:
+        event = conn.next_event(f"ERR lines, then {pong}")
+        if isinstance(event.line, Pong):
+            return errors
+        t.require(
+            isinstance(event.line, Error),
+            f"{conn.label}: a line other than ERR before the {pong}: {event.raw[:80]!r}",
+            got=event.raw[:80],
+        )
+        errors += 1
+
+
 def _garbage(size: int) -> bytes:
     """Deterministic hostile input: every line is refused by any sane server."""
     kinds = [
@@ -175,17 +193,7 @@ def garbage_flood(t: TestContext) -> None:
         data + b"PING after-garbage\n",
         note=f"{len(data)} bytes of hostile lines, then PING after-garbage",
     )
-    errors = 0
-    while True:
-        event = a.next_event("ERR lines, then PONG after-garbage")
-        if isinstance(event.line, Pong):
-            break
-        t.require(
-            isinstance(event.line, Error),
-            f"a: non-ERR reply to garbage: {event.raw[:80]!r}",
-            got=event.raw[:80],
-        )
-        errors += 1
+    errors = _errors_until_pong(t, a, "PONG after-garbage")
     a.wire.verbose = True
     t.note("a", f"{errors} ERR lines before the PONG")
     t.quiet(b)
@@ -205,15 +213,7 @@ def huge_line(t: TestContext) -> None:
         b"MSG " + b"h" * 8_000_000 + b"\nPING after-huge\n",
         note="MSG hhh... (8 MB, one line), then PING after-huge",
     )
-    while True:
-        event = a.next_event("PONG after-huge")
-        if isinstance(event.line, Pong):
-            break
-        t.require(
-            isinstance(event.line, Error),
-            f"a: unexpected line {event.raw[:80]!r}",
-            got=event.raw[:80],
-        )
+    _errors_until_pong(t, a, "PONG after-huge")
     t.quiet(b)
     a.msg("after the huge line")
     b.expect_msg(a, "after the huge line")

@@ -71,70 +71,55 @@ def _timed(step: Callable[[], int], seconds: float) -> float:
             return count / (now - start)
 
 
-def parse_rate(seconds: float) -> float:
-    """Lines per second through receive_data, reply drained each chunk."""
-    server, (conn,) = _room(1)
-    chunk = b"".join(b"PING %d\n" % i for i in range(CHUNK_LINES))
-    receive, take, drain = server.receive_data, server.take_ready, server.data_to_send
+def _feed_rate(
+    n: int, reads: list[tuple[int, bytes]], count: int, seconds: float, *, each: bool = False
+) -> float:
+    """``count`` per step, a step being ``reads`` (client index, bytes) fed in a room of ``n``.
 
-    def step() -> int:
-        receive(conn, chunk, 1.0)
-        for ready in take():
-            drain(ready)
-        return CHUNK_LINES
-
-    return _timed(step, seconds)
-
-
-def broadcast_rate(n: int, seconds: float) -> float:
-    """Deliveries per second for MSG lines from one of ``n`` clients."""
+    Every connection with news is drained after the step, as an adapter does
+    once per loop iteration; ``each``: after every read instead, with the
+    rest of the adapter contract (``next_deadline``), as for a lone request.
+    """
     server, conns = _room(n)
-    sender = conns[0]
-    text = b"x" * 64
-    chunk = b"".join(b"MSG " + text + b"\n" for _ in range(CHUNK_LINES))
-    receive, take, drain = server.receive_data, server.take_ready, server.data_to_send
-    per_step = CHUNK_LINES * (n - 1)
-
-    def step() -> int:
-        receive(sender, chunk, 1.0)
-        for ready in take():
-            drain(ready)
-        return per_step
-
-    return _timed(step, seconds)
-
-
-def single_ping_rate(seconds: float) -> float:
-    """PING rounds per second, one line per read, the adapter contract after each."""
-    server, (conn,) = _room(1)
+    feeds = [(conns[i], data) for i, data in reads]
     receive, take, drain = server.receive_data, server.take_ready, server.data_to_send
     deadline = server.next_deadline
 
     def step() -> int:
-        for _ in range(CHUNK_LINES):
-            receive(conn, b"PING\n", 1.0)
-            for ready in take():
-                drain(ready)
-            deadline()
-        return CHUNK_LINES
+        for conn, data in feeds:
+            receive(conn, data, 1.0)
+            if each:
+                for ready in take():
+                    drain(ready)
+                deadline()
+        for ready in take():
+            drain(ready)
+        return count
 
     return _timed(step, seconds)
+
+
+def parse_rate(seconds: float) -> float:
+    """Lines per second through receive_data, reply drained each chunk."""
+    chunk = b"".join(b"PING %d\n" % i for i in range(CHUNK_LINES))
+    return _feed_rate(1, [(0, chunk)], CHUNK_LINES, seconds)
+
+
+def broadcast_rate(n: int, seconds: float) -> float:
+    """Deliveries per second for MSG lines from one of ``n`` clients."""
+    chunk = b"MSG " + b"x" * 64 + b"\n"
+    return _feed_rate(n, [(0, chunk * CHUNK_LINES)], CHUNK_LINES * (n - 1), seconds)
+
+
+def single_ping_rate(seconds: float) -> float:
+    """PING rounds per second, one line per read, the adapter contract after each."""
+    return _feed_rate(1, [(0, b"PING\n")] * CHUNK_LINES, CHUNK_LINES, seconds, each=True)
 
 
 def single_msg_rate(seconds: float, n: int = 10) -> float:
     """Deliveries per second, one MSG per read from each of ``n`` clients in turn."""
-    server, conns = _room(n)
     line = b"MSG " + b"x" * 64 + b"\n"
-    receive, take, drain = server.receive_data, server.take_ready, server.data_to_send
-
-    def step() -> int:
-        for conn in conns:
-            receive(conn, line, 1.0)
-        for ready in take():
-            drain(ready)
-        return n * (n - 1)
-
-    return _timed(step, seconds)
+    return _feed_rate(n, [(i, line) for i in range(n)], n * (n - 1), seconds)
 
 
 def run(seconds: float, repeat: int) -> dict[str, Any]:

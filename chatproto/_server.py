@@ -126,7 +126,7 @@ class ChatServer:
     def __init__(self, config: ServerConfig | None = None, *, message_events: bool = True) -> None:
         self._config = config if config is not None else ServerConfig()
         self._message_events = message_events
-        self._cap = self._config.max_outbound_bytes
+        self._cap = self._config.max_outbound_bytes  # read on every queued line
         self._conns: dict[ConnId, _Connection] = {}
         self._room: Room[_Connection] = Room()
         self._next_id = 1
@@ -527,7 +527,7 @@ class ChatServer:
         overflowed = self._overflowed
         while overflowed:
             c = overflowed.pop()
-            if c.queued <= self._config.max_outbound_bytes or c.id not in self._conns:
+            if c.queued <= self._cap or c.id not in self._conns:
                 continue
             if c.mode is _OPEN:
                 self._begin_close(c, CloseReason.SLOW_CONSUMER, now, _NOW)

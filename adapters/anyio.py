@@ -269,9 +269,8 @@ class _ChatProtocol(asyncio.Protocol):
         if self.paused or self.fin_sent:
             return
         try:
-            data = self.core.data_to_send(self.conn)
-            if data:
-                transport.write(data)
+            while not self.paused and (data := self.core.data_to_send(self.conn)):
+                transport.write(data)  # may call pause_writing
             if mode is _AFTER_FLUSH and not self.paused:
                 # Our FIN after the data; the peer's FIN (or NOW) ends it.
                 self.fin_sent = True

@@ -19,8 +19,13 @@ __all__ = [
     "CommandRejected",
     "ConnId",
     "ConnectionClosed",
+    "ConnectionRefused",
     "DirectMessageSent",
+    "FloodLimited",
+    "InputPaused",
+    "InputResumed",
     "MessageBroadcast",
+    "PauseCause",
     "ServerEvent",
     "UserLeft",
     "UserLoggedIn",
@@ -58,6 +63,31 @@ class CloseMode(Enum):
     AFTER_FLUSH = "after-flush"
     #: Close now, without writing anything more.
     NOW = "now"
+
+
+class PauseCause(Enum):
+    """Why the core stopped taking a connection's input (docs/protocol.md §16)."""
+
+    #: The connection spent its flood budget; its lines wait for tokens.
+    FLOOD = "flood"
+    #: A recipient of its lines is congested and draining; they wait for it.
+    BACKPRESSURE = "backpressure"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRefused:
+    """A connection turned away before it was served (``max_clients``, shutdown).
+
+    Returned by :meth:`ChatServer.accept` and :meth:`ChatServer.refuse`, not
+    part of :data:`ServerEvent`: the connection never had an id to report.
+    The adapter writes :attr:`data` without blocking, then closes the socket
+    at once (docs/protocol.md §13).
+    """
+
+    reason: CloseReason
+    #: The one line to write before closing (``ERR server-full ...`` or
+    #: ``INFO server-shutdown``).
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +146,33 @@ class ConnectionClosed:
     reason: CloseReason
 
 
+@dataclass(frozen=True, slots=True)
+class InputPaused:
+    """The core stopped taking ``conn``'s input; the adapter stops reading it."""
+
+    conn: ConnId
+    cause: PauseCause
+
+
+@dataclass(frozen=True, slots=True)
+class InputResumed:
+    """The core takes ``conn``'s input again; the adapter reads it again."""
+
+    conn: ConnId
+
+
+@dataclass(frozen=True, slots=True)
+class FloodLimited:
+    """``conn`` sent faster than ``flood_rate``: its lines are delayed from now.
+
+    Reported once per episode: the next one only after its budget has filled
+    up again, so a flooder cannot turn this event (or a log line) into an
+    amplifier.
+    """
+
+    conn: ConnId
+
+
 ServerEvent = Union[
     UserLoggedIn,
     MessageBroadcast,
@@ -123,4 +180,7 @@ ServerEvent = Union[
     CommandRejected,
     UserLeft,
     ConnectionClosed,
+    InputPaused,
+    InputResumed,
+    FloodLimited,
 ]

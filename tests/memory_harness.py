@@ -6,6 +6,12 @@ at ``next_deadline``) exactly, so that core tests see what a real adapter would
 put on the wire. It never sleeps and never reads a clock: time is
 :attr:`MemoryRoom.now`, moved only by :meth:`MemoryRoom.advance`.
 
+The harness reads a connection only while the core says so
+(``take_reading_changes``): what a peer sends meanwhile waits in
+:attr:`MemoryClient.unread`, as it would in TCP, and is fed when reading
+resumes. Held input that may run now (``next_deadline`` already past) runs at
+once, as an adapter's timer would make it.
+
 A client "reads" by default: whatever the server queues for it is drained at
 once into :attr:`MemoryClient.received`, as an adapter does when the socket
 can take more. A client built with ``reading=False`` models a peer that never
@@ -15,18 +21,43 @@ measures it, until :meth:`MemoryClient.resume_reading`.
 
 from __future__ import annotations
 
-from chatproto import ChatServer, CloseMode, ConnId, ServerConfig, ServerEvent
+from chatproto import (
+    ChatServer,
+    CloseMode,
+    ConnectionRefused,
+    ConnId,
+    ServerConfig,
+    ServerEvent,
+)
 
-__all__ = ["MemoryClient", "MemoryRoom"]
+__all__ = ["READ_SIZE", "MemoryClient", "MemoryRoom"]
+
+#: The most an adapter reads from one connection at a time.
+READ_SIZE = 65536
 
 
 class MemoryClient:
     """One simulated peer. Its socket is "closed" once :attr:`closed_with` is set."""
 
-    def __init__(self, room: MemoryRoom, conn: ConnId, *, reading: bool) -> None:
+    def __init__(
+        self,
+        room: MemoryRoom,
+        conn: ConnId,
+        *,
+        reading: bool,
+        read_rate: float | None = None,
+        kernel_buffer: int = 65536,
+    ) -> None:
         self.room = room
         self.conn = conn
         self.reading = reading
+        #: A peer that reads ``read_rate`` bytes/s: the adapter takes output
+        #: from the core only while fewer than ``kernel_buffer`` bytes are in
+        #: flight (the socket is writable), and :meth:`MemoryRoom.run`
+        #: consumes them at that rate. ``None``: reads whatever comes, at once.
+        self.read_rate = read_rate
+        self.kernel_buffer = kernel_buffer
+        self.in_flight = 0.0
         #: Bytes the server wrote to this client's socket and nobody consumed yet.
         self.received = bytearray()
         #: Every byte ever written to this client, for split-invariance checks.
@@ -34,12 +65,30 @@ class MemoryClient:
         #: The close_mode that made the adapter close the socket, or None while
         #: it is open. ``connection_lost`` has been reported once it is set.
         self.closed_with: CloseMode | None = None
+        #: Bytes the peer sent that the adapter has not read: the core said to
+        #: stop reading this connection. They wait here, as in TCP.
+        self.unread = bytearray()
+        #: The peer's FIN, behind ``unread``.
+        self.eof_unread = False
 
     # ----------------------------------------------------------- peer input
 
     def send(self, data: bytes | bytearray | memoryview) -> list[ServerEvent]:
-        """The peer sends ``data`` (one read); returns the events it caused."""
-        return self.room._feed(self.room.server.receive_data(self.conn, data, self.room.now))
+        """The peer sends ``data`` (one read, if the core reads this connection now).
+
+        Returns the events it caused (including held input that ran because of it).
+        """
+        server = self.room.server
+        if len(data) > READ_SIZE and not self.unread:
+            # An adapter reads at most READ_SIZE at a time: the rest waits in TCP.
+            self.unread += data[READ_SIZE:]
+            data = data[:READ_SIZE]
+            events = self.room._feed(server.receive_data(self.conn, data, self.room.now))
+            return events + self.room._read_unread(self)
+        if self.unread or (not server.reading(self.conn) and not self.closed):
+            self.unread += data
+            return self.room._feed([])
+        return self.room._feed(server.receive_data(self.conn, data, self.room.now))
 
     def send_split(self, data: bytes, sizes: list[int]) -> list[ServerEvent]:
         """Send ``data`` as consecutive reads of the given sizes (rest in one read)."""
@@ -56,7 +105,15 @@ class MemoryClient:
 
     def eof(self) -> list[ServerEvent]:
         """The peer shuts down its sending side (half-close)."""
+        if self.unread:
+            self.eof_unread = True
+            return self.room._feed([])
         return self.room._feed(self.room.server.receive_eof(self.conn, self.room.now))
+
+    @property
+    def paused(self) -> bool:
+        """Whether the core has told the adapter to stop reading this connection."""
+        return not self.room.server.reading(self.conn) and not self.closed
 
     def close(self) -> list[ServerEvent]:
         """The peer resets the connection: the adapter reports it lost."""
@@ -126,11 +183,21 @@ class MemoryRoom:
         #: Every event the server returned, in order.
         self.events: list[ServerEvent] = []
 
-    def connect(self, *, reading: bool = True) -> MemoryClient:
+    def connect(self, *, reading: bool = True, read_rate: float | None = None) -> MemoryClient:
         """Open a connection (the server may refuse it: see ``closed_with``)."""
         conn = self.server.connection_made(self.now)
-        client = MemoryClient(self, conn, reading=reading)
+        client = MemoryClient(self, conn, reading=reading, read_rate=read_rate)
         self.clients[conn] = client
+        self._feed([])
+        return client
+
+    def accept(self) -> MemoryClient | ConnectionRefused:
+        """Open a connection the way adapters do: admitted, or refused outright."""
+        admitted = self.server.accept(self.now)
+        if isinstance(admitted, ConnectionRefused):
+            return admitted
+        client = MemoryClient(self, admitted, reading=True)
+        self.clients[admitted] = client
         self._feed([])
         return client
 
@@ -165,6 +232,19 @@ class MemoryRoom:
         self.now = target
         return events
 
+    def run(self, seconds: float, step: float = 0.01) -> list[ServerEvent]:
+        """Let ``seconds`` pass in steps: rate-limited peers read, writers write, timers fire."""
+        events: list[ServerEvent] = []
+        end = self.now + seconds
+        while self.now < end - 1e-9:
+            dt = min(step, end - self.now)
+            for client in self.clients.values():
+                if client.read_rate is not None:
+                    client.in_flight = max(0.0, client.in_flight - client.read_rate * dt)
+            events += self.advance(dt)
+            events += self._feed([], everyone=True)
+        return events
+
     def shutdown(self) -> list[ServerEvent]:
         """Shut the server down (the adapter then closes what it is told to)."""
         return self._feed(self.server.shutdown(self.now))
@@ -177,20 +257,69 @@ class MemoryRoom:
         return events + pumped
 
     def _pump(self, everyone: bool) -> list[ServerEvent]:
-        """Do what an adapter does after feeding: write, and close when told."""
+        """Do what an adapter does after feeding: read, write, close, run the timer."""
         server = self.server
         caused: list[ServerEvent] = []
         pending = list(self.clients) if everyone else server.take_ready()
+        for _ in range(100_000):  # bounded: a core that never settles is a bug
+            caused += self._write(pending)
+            resumed = [
+                self.clients[conn]
+                for conn, read in server.take_reading_changes()
+                if read and conn in self.clients
+            ]
+            for client in resumed:
+                caused += self._read_unread(client)
+            deadline = server.next_deadline()
+            due = deadline is not None and deadline <= self.now
+            if due:
+                events = server.handle_timeout(self.now)
+                self.events += events
+                caused += events
+            pending = server.take_ready()
+            if not (pending or resumed or due):
+                return caused
+        raise AssertionError("the core keeps asking for work at the same instant")
+
+    def _read_unread(self, client: MemoryClient) -> list[ServerEvent]:
+        """Reading resumed: the adapter reads what waited in TCP, a chunk at a time."""
+        server = self.server
+        events: list[ServerEvent] = []
+        while client.unread and not client.closed and server.reading(client.conn):
+            data = bytes(client.unread[:READ_SIZE])
+            del client.unread[:READ_SIZE]
+            fed = server.receive_data(client.conn, data, self.now)
+            self.events += fed
+            events += fed + self._pump(everyone=False)
+        if client.eof_unread and not client.unread and not client.closed:
+            client.eof_unread = False
+            fed = server.receive_eof(client.conn, self.now)
+            self.events += fed
+            events += fed + self._pump(everyone=False)
+        return events
+
+    def _write(self, pending: list[ConnId]) -> list[ServerEvent]:
+        """Drain and close what the core has news for."""
+        server = self.server
+        caused: list[ServerEvent] = []
         while pending:
             for conn in pending:
                 client = self.clients.get(conn)
                 if client is None or client.closed:
                     continue
                 mode = server.close_mode(conn)
-                if client.reading and mode is not CloseMode.NOW:
-                    data = server.data_to_send(conn)
+                while (
+                    client.reading
+                    and mode is not CloseMode.NOW
+                    and (client.read_rate is None or client.in_flight < client.kernel_buffer)
+                ):
+                    data = server.data_to_send(conn, now=self.now, max_bytes=READ_SIZE)
+                    if not data:
+                        break
                     client.received += data
                     client.transcript += data
+                    if client.read_rate is not None:
+                        client.in_flight += len(data)
                 # A socket whose queue is empty is closed once the core says so.
                 if mode is CloseMode.NOW or (
                     mode is CloseMode.AFTER_FLUSH and server.queued_bytes(conn) == 0

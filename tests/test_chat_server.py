@@ -7,6 +7,8 @@ not read, a connection that ends, the limits at N and N+1, and the events.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from chatproto import (
@@ -29,7 +31,19 @@ from tests.memory_harness import MemoryClient, MemoryRoom
 SMALL = ServerConfig(
     max_line_bytes=64, idle_timeout=10.0, max_clients=5, max_outbound_bytes=200, close_timeout=2.0
 )
+#: SMALL without backpressure: the hard cap alone (docs/protocol.md §12.3).
+CAP_ONLY = replace(SMALL, backpressure_timeout=0.0)
 AFTER_FLUSH, NOW = CloseMode.AFTER_FLUSH, CloseMode.NOW
+
+
+def assert_dropped_slow(client: MemoryClient) -> None:
+    """``client`` was dropped as a slow consumer: its backlog is gone, one line says why."""
+    server = client.room.server
+    assert server.close_reason(client.conn) is CloseReason.SLOW_CONSUMER
+    assert server.close_mode(client.conn) is AFTER_FLUSH
+    client.resume_reading()
+    assert client.lines() == ["INFO slow-consumer"]
+    assert client.closed_with is AFTER_FLUSH
 
 
 def err(code: ErrorCode) -> str:
@@ -144,7 +158,7 @@ def fill(sender: MemoryClient, sizes: list[int]) -> None:
 
 
 def test_queue_of_exactly_the_cap_is_kept() -> None:
-    room = MemoryRoom(SMALL)
+    room = MemoryRoom(CAP_ONLY)
     s, v, r = room.login("s", "v", "r")
     v.stop_reading()
     fill(s, [50, 50, 50, 50])
@@ -155,19 +169,19 @@ def test_queue_of_exactly_the_cap_is_kept() -> None:
     assert v.lines() == [f"MSG s {'x' * 43}"] * 4
 
 
-def test_queue_over_the_cap_is_dropped_now() -> None:
-    room = MemoryRoom(SMALL)
+def test_queue_over_the_cap_is_dropped_at_once() -> None:
+    room = MemoryRoom(CAP_ONLY)
     s, v, r = room.login("s", "v", "r")
     v.stop_reading()
     fill(s, [50, 50, 50])
     assert not v.closed
     fill(s, [51])
-    assert v.closed_with is NOW
-    assert v.lines() == []  # the queue was discarded, not written
+    assert v.queued == len(b"INFO slow-consumer\n")  # the backlog was discarded
     assert room.server.usernames() == ["s", "r"]
     assert [e for e in room.events if isinstance(e, UserLeft)] == [
         UserLeft(v.conn, "v", CloseReason.SLOW_CONSUMER)
     ]
+    assert_dropped_slow(v)
     assert v.events[-1] == ConnectionClosed(v.conn, CloseReason.SLOW_CONSUMER)
     # Others: every message, then exactly one notice; the sender too.
     assert r.lines() == [f"MSG s {'x' * 43}"] * 3 + [f"MSG s {'x' * 44}", "INFO v disconnected"]
@@ -180,7 +194,7 @@ def test_slow_consumer_never_delays_others() -> None:
     # The same traffic with and without a non-reading user: the readers get
     # the same lines, except for the notice that the slow one left.
     def run(with_victim: bool) -> list[str]:
-        room = MemoryRoom(SMALL)
+        room = MemoryRoom(CAP_ONLY)
         s, r = room.login("s", "r")
         if with_victim:
             (v,) = room.login("v")
@@ -196,14 +210,14 @@ def test_slow_consumer_never_delays_others() -> None:
 
 
 def test_sender_that_does_not_read_is_dropped_and_rest_not_executed() -> None:
-    room = MemoryRoom(SMALL)
+    room = MemoryRoom(CAP_ONLY)
     a, b = room.login("alice", "bob")
     a.stop_reading()
     # Each PONG is 56 bytes: the 4th overflows the cap; the MSG after it
     # must not be executed.
     token = "p" * 50
     events = a.send(f"PING {token}\n".encode() * 4 + b"MSG never\n")
-    assert a.closed_with is NOW
+    assert room.server.close_reason(a.conn) is CloseReason.SLOW_CONSUMER
     assert b.lines() == ["INFO alice disconnected"]
     assert UserLeft(a.conn, "alice", CloseReason.SLOW_CONSUMER) in events
     assert not any(isinstance(e, MessageBroadcast) for e in events)
@@ -211,7 +225,7 @@ def test_sender_that_does_not_read_is_dropped_and_rest_not_executed() -> None:
 
 def test_sender_overflow_same_however_split() -> None:
     def run(split: bool) -> tuple[list[str], list[object]]:
-        room = MemoryRoom(SMALL)
+        room = MemoryRoom(CAP_ONLY)
         a, b = room.login("alice", "bob")
         a.stop_reading()
         data = b"PING " + b"p" * 50 + b"\n"
@@ -232,7 +246,7 @@ def test_slow_consumer_leaves_before_the_next_pipelined_line() -> None:
     lines = [f"MSG {'x' * 55}\n".encode()] * 4 + [b"WHO\n", b"DM v hi\n", b"MSG after\n"]
 
     def run(batched: bool) -> tuple[list[str], list[object]]:
-        room = MemoryRoom(ServerConfig(max_line_bytes=64, max_outbound_bytes=200))
+        room = MemoryRoom(replace(CAP_ONLY, max_clients=10))
         a, v = room.login("a", "v")
         v.stop_reading()
         if batched:
@@ -240,7 +254,7 @@ def test_slow_consumer_leaves_before_the_next_pipelined_line() -> None:
         else:
             for line in lines:
                 a.send(line)
-        assert v.closed_with is NOW
+        assert room.server.close_reason(v.conn) is CloseReason.SLOW_CONSUMER
         # ConnectionClosed comes when the adapter closes, after the read that
         # decided it: its place depends on the batching, by design.
         kept = (UserLoggedIn, ConnectionClosed)
@@ -256,7 +270,7 @@ def test_slow_consumer_leaves_before_the_next_pipelined_line() -> None:
 def test_overflow_while_starting_to_close(last_pong: int, mode: CloseMode) -> None:
     # PONGs fill the queue to 197 or 198 bytes; QUIT's "OK\n" brings it to
     # exactly the cap (kept, closed after flush) or one byte over (cut now).
-    room = MemoryRoom(SMALL)
+    room = MemoryRoom(CAP_ONLY)
     a, b = room.login("alice", "bob")
     a.stop_reading()
     pongs = [50, 50, 50, last_pong]
@@ -274,7 +288,7 @@ def test_overflow_while_starting_to_close(last_pong: int, mode: CloseMode) -> No
 
 
 def test_idle_notice_that_overflows_cuts_now() -> None:
-    room = MemoryRoom(SMALL)
+    room = MemoryRoom(CAP_ONLY)
     a = room.connect(reading=False)
     a.send(b"".join(f"PING {'t' * 44}\n".encode() for _ in range(3)))
     a.send(f"PING {'t' * 35}\n".encode())
@@ -285,7 +299,7 @@ def test_idle_notice_that_overflows_cuts_now() -> None:
 
 
 def test_cascade_notice_overflows_another_slow_consumer() -> None:
-    room = MemoryRoom(SMALL)
+    room = MemoryRoom(CAP_ONLY)
     s, v1, v2, r = room.login("s", "v1", "v2", "r")
     v1.stop_reading()
     v2.stop_reading()
@@ -301,8 +315,8 @@ def test_cascade_notice_overflows_another_slow_consumer() -> None:
     assert not v1.closed
     # v1 at 207: dropped; its notice overflows v2.
     assert dm("v1", 7) == ["OK", "INFO v1 disconnected", "INFO v2 disconnected"]
-    assert v1.closed_with is NOW
-    assert v2.closed_with is NOW
+    assert_dropped_slow(v1)
+    assert_dropped_slow(v2)
     left = [e for e in room.events if isinstance(e, UserLeft)]
     assert left == [
         UserLeft(v1.conn, "v1", CloseReason.SLOW_CONSUMER),

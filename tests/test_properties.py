@@ -147,7 +147,12 @@ def test_server_session_truncated_prefix_yields_nothing(line: bytes) -> None:
 # the sender's bytes were merged: the cap is set so that no merged send here
 # (at most MERGE lines) can fill a reader's queue, while the one client that
 # never reads ("v") overflows after a few long lines.
-ROOM_CONFIG = ServerConfig(max_line_bytes=300, max_outbound_bytes=1100)
+# The hard cap alone: flow control (which makes a non-reader hold its senders
+# back until time passes) has split-invariance tests of its own, in
+# tests/test_flow_control.py.
+ROOM_CONFIG = ServerConfig(
+    max_line_bytes=300, max_outbound_bytes=1100, backpressure_timeout=0.0, flood_rate=0.0
+)
 MERGE = 3
 LONG = b"m" * 250
 READER_LINES = [

@@ -1,25 +1,44 @@
-"""Adapters: the chatproto core wired to real TCP sockets, one module per runtime.
+"""Adapters: the chatproto core wired to real TCP sockets, one module per data path.
 
-Installed, this folder is ``chatproto.adapters``: ``chatproto.adapters.threading``
-(stdlib only), ``chatproto.adapters.anyio`` (asyncio, uvloop or trio) and
-``chatproto.adapters.gevent``. The three are twins: the same names in the same
-order, each holding only socket, task and timer plumbing. Every protocol
-decision (what to answer, whom to deliver to, when to close) is the core's
-:class:`chatproto.ChatServer`; docs/adapters.md describes the contract.
+Installed, this folder is ``chatproto.adapters``:
+
+* ``chatproto.adapters.threading``: stdlib only; a reader thread per
+  connection, one writer thread.
+* ``chatproto.adapters.gevent``: gevent's event loop, callbacks per socket.
+* ``chatproto.adapters.asyncio``: asyncio (or uvloop) transports.
+* ``chatproto.adapters.anyio``: anyio streams (trio), and :class:`AnyioServer`,
+  which serves with the asyncio transports when anyio runs on asyncio.
+
+The data paths are twins: the same sections in the same order, each holding
+only socket, task and timer plumbing. What they all do the same way is in
+``_plumbing``; every protocol decision (what to answer, whom to deliver to,
+whose input to take, when to close) is the core's :class:`chatproto.ChatServer`.
+docs/adapters.md describes the contract.
 
 Importing this package imports no runtime; import the module you need.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
-from chatproto import ConnId, ServerEvent
+from chatproto import ConnectionRefused, ConnId, ServerEvent
 
-__all__ = ["BACKENDS", "ServerObserver", "wants_message_events"]
+__all__ = ["BACKENDS", "FLAVOURS", "ServerObserver", "wants_message_events"]
 
-#: The backends, by the name ``chatproto-serve --backend`` takes.
-BACKENDS = ("threading", "anyio", "gevent")
+#: The backends, by the name ``chatproto-serve --backend`` takes. Every tool
+#: and test that lists backends imports this.
+BACKENDS: Final = ("threading", "anyio", "gevent")
+
+#: Every way to run a server, as ``chatproto-serve`` arguments: the five
+#: flavours the tests and the conformance suite run against.
+FLAVOURS: Final = {
+    "threading": ("--backend", "threading"),
+    "anyio-asyncio": ("--backend", "anyio"),
+    "anyio-uvloop": ("--backend", "anyio", "--uvloop"),
+    "anyio-trio": ("--backend", "anyio", "--anyio-backend", "trio"),
+    "gevent": ("--backend", "gevent"),
+}
 
 
 class ServerObserver(Protocol):
@@ -40,8 +59,23 @@ class ServerObserver(Protocol):
     def connected(self, conn: ConnId, peer: str) -> None:
         """A connection was accepted from ``peer`` and given id ``conn``."""
 
+    def refused(self, refusal: ConnectionRefused, peer: str) -> None:
+        """A connection from ``peer`` was turned away (server full, shutting down)."""
+
+    def accept_paused(self, error: OSError) -> None:
+        """Accepting failed for lack of resources; the listener backs off and retries.
+
+        Called once per episode, at its first failure.
+        """
+
+    def accept_resumed(self, failures: int) -> None:
+        """Accepting works again, after ``failures`` failed attempts."""
+
     def events(self, events: list[ServerEvent]) -> None:
         """The core reported ``events`` (logins, messages, departures...)."""
+
+    def stopping(self, connections: int) -> None:
+        """Shutdown began: ``connections`` are being told and closed."""
 
 
 def wants_message_events(observer: ServerObserver | None) -> bool:

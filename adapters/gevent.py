@@ -1,66 +1,94 @@
-"""chatproto on gevent: gevent's own server and sockets, no monkey-patching.
+"""chatproto on gevent: callbacks on gevent's event loop, no greenlet per connection.
 
-Plumbing only. ``gevent.server.StreamServer`` runs a reader greenlet per
-connection that feeds the core; a writer greenlet per connection drains it; one
-timer greenlet follows the core's deadline. After any feed,
-:meth:`GeventServer._service` wakes the writers of the connections the core has
-news for, so the lines many inputs produced for one recipient leave in one
-``sendall``. A writer takes output from the core only when its previous
-``sendall`` has returned, so a reader that stops reading leaves its backlog in
-the core, where the slow-consumer cap applies.
+Plumbing only; every protocol decision is the core's. Each connection is a
+non-blocking socket with an I/O watcher on the hub's loop (libev or libuv): a
+readable socket is read once (one bounded chunk) per loop iteration and fed to
+the core, so one flooding client gets one chunk per turn like everyone else,
+and the timer, the writers and signals always get theirs. One callback per
+loop iteration (``run_callback``) drains every connection the core has news
+for, so the lines that all of an iteration's reads produced for one recipient
+leave in one ``send``; a socket that cannot take more gets a write watcher,
+and its backlog stays in the core, where the slow-consumer limits apply. A
+connection whose input the core does not take has its read watcher stopped.
+A graceful close sends our FIN after the output and reads until the peer's
+(bounded by the core's ``close_timeout``).
+
+No greenlet per connection and no monkey-patching: a connection costs a
+socket, one or two watchers and a few small objects, which is what lets one
+process hold tens of thousands. The hub's greenlet runs the callbacks; the
+main greenlet only waits for the shutdown.
 """
 
 from __future__ import annotations
 
-import math
 import signal
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import gevent
 import gevent.event
-import gevent.server
-import gevent.socket
 
-from chatproto import ChatServer, CloseMode, ConnId, ServerConfig
+from chatproto import CloseMode, ConnId, ServerConfig
 
-from . import ServerObserver, wants_message_events
+from . import ServerObserver
+from ._plumbing import ACCEPT_BATCH, RECV_SIZE, CoreLink, is_resource_error
 
 __all__ = ["GeventServer", "run"]
 
-_NOW, _OPEN = CloseMode.NOW, CloseMode.OPEN
-_RECV_SIZE = 65536
+_OPEN, _AFTER_FLUSH, _NOW = CloseMode.OPEN, CloseMode.AFTER_FLUSH, CloseMode.NOW
+_READ, _WRITE = 1, 2
+#: A drain pass longer than this delays the next one (see service()).
+_BATCH_AFTER: Final = 0.002
 
 
 class _Connection:
-    """The adapter's handles on one connection."""
+    """One connection: a socket, its watchers, and what is in flight."""
 
-    __slots__ = ("closed", "sock", "wake", "writer")
+    __slots__ = (
+        "conn",
+        "fin_sent",
+        "held",
+        "peer_done",
+        "reader",
+        "sock",
+        "unsent",
+        "writer",
+    )
 
-    def __init__(self, sock: Any) -> None:
+    def __init__(self, conn: ConnId, sock: socket.socket, reader: Any) -> None:
+        self.conn = conn
         self.sock = sock
-        self.wake = gevent.event.Event()
-        # Set once the socket is shut down on our side; the reader then exits.
-        self.closed = gevent.event.Event()
+        self.reader = reader
+        #: The write watcher, while the socket cannot take more.
         self.writer: Any = None
+        #: Bytes taken from the core that the kernel has not accepted yet.
+        self.unsent: memoryview | None = None
+        #: The core does not take this connection's input now.
+        self.held = False
+        self.fin_sent = False
+        self.peer_done = False
 
 
-class GeventServer:
-    """Serves one :class:`ChatServer` with gevent. ``serve(sock)`` blocks."""
+class GeventServer(CoreLink):
+    """Serves one :class:`~chatproto.ChatServer` with gevent. ``serve(sock)`` blocks."""
 
     def __init__(
         self, config: ServerConfig | None = None, observer: ServerObserver | None = None
     ) -> None:
-        self.core = ChatServer(config, message_events=wants_message_events(observer))
-        self.observer = observer
-        self._conns: dict[ConnId, _Connection] = {}
-        self._clock = time.monotonic
-        self._timer_wake = gevent.event.Event()
-        self._timer_at = math.inf
-        self._stop = gevent.event.Event()
-        self._all_closed = gevent.event.Event()
+        super().__init__(config, observer)
+        self.loop = gevent.get_hub().loop
+        self.clock = time.monotonic
+        self.conns: dict[ConnId, _Connection] = {}
+        self.listener: socket.socket | None = None
+        self.acceptor: Any = None
+        #: Connections with news, drained by the next pass.
+        self.pending: list[ConnId] = []
+        self.scheduled = False
+        self.pass_cost = 0.0
+        self.timer: Any = None
+        self.stop = gevent.event.Event()
+        self.all_closed = gevent.event.Event()
 
     # ------------------------------------------------------------ serving
 
@@ -69,111 +97,237 @@ class GeventServer:
         host, port = sock.getsockname()[:2]
         if self.observer is not None:
             self.observer.listening(str(host), int(port))
-        listener = gevent.socket.socket(sock.family, sock.type, fileno=sock.detach())
-        server = gevent.server.StreamServer(listener, self._connection)
-        server.start()
-        timer = gevent.spawn(self._timer)
-        self._stop.wait()
-        server.close()  # stop accepting; unlike stop(), leaves connections be
-        self._feed(self.core.shutdown, self._clock())
-        if self.core.connection_count:
-            self._all_closed.wait()
-        timer.kill()
+        sock.setblocking(False)
+        self.listener = sock
+        self.acceptor = self.loop.io(sock.fileno(), _READ)
+        self.acceptor.start(self._accept)
+        self.stop.wait()
+        self.acceptor.stop()
+        self.acceptor.close()
+        self.listener = None
+        sock.close()
+        if self.observer is not None:
+            self.observer.stopping(self.core.connection_count)
+        self.feed(self.core.shutdown, self.clock())
+        self.check_finished()
+        self.all_closed.wait()
+        if self.timer is not None:
+            self.timer.stop()
 
     def shutdown(self) -> None:
         """Begin a graceful shutdown (call from inside the gevent hub's thread)."""
-        self._stop.set()
+        self.stop.set()
+
+    # ----------------------------------------------------------- accepting
+
+    def _accept(self) -> None:
+        listener = self.listener
+        if listener is None:
+            return
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if not is_resource_error(exc):
+                    return  # the client gave up meanwhile (ECONNABORTED...)
+                # Out of descriptors: stop listening for a while, then retry.
+                self.acceptor.stop()
+                retry = self.loop.timer(self.backoff.failed(exc))
+                retry.start(self._resume_accepting, retry)
+                return
+            conn = self.admit(self.clock(), sock, peer)
+            if conn is None:
+                continue  # turned away
+            self.announce(conn, peer)
+            sock.setblocking(False)
+            reader = self.loop.io(sock.fileno(), _READ)
+            c = self.conns[conn] = _Connection(conn, sock, reader)
+            reader.start(self._on_readable, c)
+            self.service()
+
+    def _resume_accepting(self, retry: Any) -> None:
+        retry.close()
+        if self.listener is not None:
+            self.acceptor.start(self._accept)
+            self._accept()
 
     # -------------------------------------------------------- connections
 
-    def _connection(self, sock: Any, peer: Any) -> None:
-        """StreamServer's handler: this greenlet is the connection's reader."""
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        core, clock = self.core, self._clock
-        conn = core.connection_made(clock())
-        c = self._conns[conn] = _Connection(sock)
-        if self.observer is not None:
-            self.observer.connected(conn, f"{peer[0]}:{peer[1]}")
-        c.writer = gevent.spawn(self._write, conn, c)
-        self._service()
+    def _on_readable(self, c: _Connection) -> None:
         try:
-            while data := sock.recv(_RECV_SIZE):
-                self._feed(core.receive_data, conn, data, clock())
-            self._feed(core.receive_eof, conn, clock())
-            c.closed.wait()  # the writer flushes, then shuts the socket down
+            data = c.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
         except OSError:
-            pass
-        finally:
-            c.writer.kill(block=False)
-            del self._conns[conn]
-            sock.close()
-            self._feed(core.connection_lost, conn, clock())
-            if core.connection_count == 0 and core.is_shutting_down:
-                self._all_closed.set()
+            self._close(c)
+            return
+        if data:
+            # The hot path: CoreLink.feed inlined.
+            events = self.core.receive_data(c.conn, data, self.clock())
+            if events and self.observer is not None:
+                self.observer.events(events)
+            self.service(c)
+            return
+        # End of stream.
+        c.reader.stop()
+        if c.fin_sent:
+            self._close(c)  # both sides done
+        elif not c.peer_done:
+            c.peer_done = True
+            self.feed(self.core.receive_eof, c.conn, self.clock())
 
-    def _write(self, conn: ConnId, c: _Connection) -> None:
+    def _on_writable(self, c: _Connection) -> None:
+        c.writer.stop()
+        self._flush(c)
+
+    def _flush(self, c: _Connection, now: float | None = None) -> None:
+        """Send what the core has for ``c`` until the kernel pushes back; close when told."""
         core = self.core
-        try:
-            while True:
-                data = core.data_to_send(conn)
-                if data:
-                    c.sock.sendall(data)
-                    continue
-                mode = core.close_mode(conn)
-                if mode is not _OPEN:
-                    self._shut(c, socket.SHUT_RDWR if mode is _NOW else socket.SHUT_WR)
-                    return
-                c.wake.wait()
-                c.wake.clear()
-        except OSError:
-            self._shut(c, socket.SHUT_RDWR)
-
-    def _shut(self, c: _Connection, how: int) -> None:
-        """Shut our side down: SHUT_WR sends FIN after the data, SHUT_RDWR wakes the reader."""
-        try:
-            c.sock.shutdown(how)
-        except OSError:
-            pass
-        c.closed.set()
-
-    # ------------------------------------------------------------- timers
-
-    def _timer(self) -> None:
-        core = self.core
+        mode = core.close_mode(c.conn)
+        if mode is _NOW:
+            self._close(c)
+            return
+        if c.fin_sent or (c.writer is not None and c.writer.active):
+            return  # done, or waiting to be writable
+        if now is None:
+            now = self.clock()
         while True:
-            deadline = core.next_deadline()
-            self._timer_at = math.inf if deadline is None else deadline
-            timeout = None if deadline is None else max(0.0, deadline - self._clock())
-            if self._timer_wake.wait(timeout):
-                self._timer_wake.clear()
-                continue
-            self._feed(core.handle_timeout, self._clock())
+            pending = c.unsent
+            if pending is None:
+                data = core.data_to_send(c.conn, now=now, max_bytes=RECV_SIZE)
+                if not data:
+                    break
+                pending = memoryview(data)
+            try:
+                sent = c.sock.send(pending)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self._close(c)
+                return
+            if sent < len(pending):
+                c.unsent = pending[sent:]
+                if c.writer is None:
+                    c.writer = self.loop.io(c.sock.fileno(), _WRITE)
+                c.writer.start(self._on_writable, c)
+                return
+            c.unsent = None
+        if mode is _AFTER_FLUSH:
+            # Our FIN after the data; the peer's FIN (or NOW) ends it.
+            c.fin_sent = True
+            if c.peer_done:
+                self._close(c)
+                return
+            try:
+                c.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                self._close(c)
+
+    def _close(self, c: _Connection) -> None:
+        """The socket is done: close it and tell the core."""
+        if self.conns.pop(c.conn, None) is None:
+            return
+        c.reader.close()
+        if c.writer is not None:
+            c.writer.close()
+        c.sock.close()
+        self.feed(self.core.connection_lost, c.conn, self.clock())
+        self.check_finished()
 
     # ---------------------------------------------------------- the core
 
-    def _feed(self, method: Callable[..., list[Any]], *args: Any) -> None:
-        """Call a core input method, report its events, act on its news."""
-        events = method(*args)
-        if events and self.observer is not None:
-            self.observer.events(events)
-        self._service()
+    def set_reading(self, conn: ConnId, read: bool) -> None:
+        c = self.conns.get(conn)
+        if c is None:
+            return
+        c.held = not read
+        if read and not c.peer_done:
+            c.reader.start(self._on_readable, c)
+        else:
+            c.reader.stop()
 
-    def _service(self) -> None:
+    def wake_writer(self, conn: ConnId) -> None:
+        self.pending.append(conn)
+        self._schedule_pass()
+
+    def abort(self, conn: ConnId) -> None:
+        c = self.conns.get(conn)
+        if c is not None:
+            self._close(c)
+
+    def set_timer(self, deadline: float | None) -> None:
+        if self.timer is not None:
+            self.timer.close()
+            self.timer = None
+        if deadline is not None:
+            self.timer = self.loop.timer(max(0.0, deadline - self.clock()))
+            self.timer.start(self._on_timer)
+
+    def _on_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.close()
+            self.timer = None
+        self.on_timer(self.clock())
+
+    def service(self, origin: _Connection | None = None) -> None:
+        """Act on the core's news; the writes wait for this iteration's drain pass."""
         core = self.core
-        conns = self._conns
-        for conn in core.take_ready():
-            c = conns.get(conn)
-            if c is None:
-                continue
-            if core.close_mode(conn) is _NOW:
-                c.writer.kill(block=False)
-                self._shut(c, socket.SHUT_RDWR)
+        changes = core.take_reading_changes()
+        if changes:
+            for conn, read in changes:
+                self.set_reading(conn, read)
+        ready = core.take_ready()
+        if ready:
+            if (
+                origin is not None
+                and not self.scheduled
+                and len(ready) == 1
+                and ready[0] == origin.conn
+            ):
+                # Only the connection that was just read has output (a reply
+                # to its own request): it leaves now instead of after the pass.
+                self._flush(origin)
             else:
-                c.wake.set()
-        deadline = core.next_deadline()
-        if deadline is not None and deadline < self._timer_at:
-            self._timer_at = deadline
-            self._timer_wake.set()
+                self.pending += ready
+                self._schedule_pass()
+        if core.deadline_moved():
+            self.set_timer(core.next_deadline())
+
+    def _schedule_pass(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            if self.pass_cost > _BATCH_AFTER:
+                # Draining is expensive now: let input gather for as long as
+                # the last pass took (see the asyncio data path).
+                delay = self.loop.timer(self.pass_cost)
+                delay.start(self._pass, delay)
+            else:
+                self.loop.run_callback(self._pass)
+
+    def _pass(self, delay: Any = None) -> None:
+        """Once per loop iteration, after all its reads were fed: drain and close."""
+        if delay is not None:
+            delay.close()
+        self.scheduled = False
+        start = time.perf_counter()
+        conns = self.conns
+        pending, self.pending = self.pending, []
+        now = self.clock()
+        for conn in pending:
+            c = conns.get(conn)
+            if c is not None:
+                self._flush(c, now)
+        self.pass_cost = time.perf_counter() - start
+        # Drains can let held input run now: the timer says when.
+        if self.core.deadline_moved():
+            self.set_timer(self.core.next_deadline())
+
+    def check_finished(self) -> None:
+        """Notice the end of a shutdown."""
+        if self.finished:
+            self.all_closed.set()
 
 
 def run(

@@ -133,7 +133,9 @@ def test_abrupt_reset_frees_the_name(server: ServerProcess, clients: list[Client
 
 def test_slow_reader_does_not_stall_others(backend: list[str]) -> None:
     cap = 256 * 1024
-    with running_server([*backend, "--max-outbound-bytes", str(cap)]) as server:
+    # Flood control off: this is about the slow reader, not the talker's rate.
+    args = ["--max-outbound-bytes", str(cap), "--flood-rate", "0"]
+    with running_server([*backend, *args]) as server:
         slow = Client(server.port, rcvbuf=4096).login("slow")
         talker = Client(server.port).login("talker")
         reader = Client(server.port).login("reader")

@@ -25,7 +25,10 @@ class LoopServer:
     """The core behind non-blocking sockets; one hook per step a bug can hide in."""
 
     def __init__(self, port: int) -> None:
-        self.core = ChatServer(ServerConfig())
+        # No flood control or backpressure: this loop does not obey the core's
+        # reading decisions (the mutants are about other bugs), and the suite
+        # pipelines thousands of lines.
+        self.core = ChatServer(ServerConfig(flood_rate=0.0, backpressure_timeout=0.0))
         self.listener = socket.create_server(("127.0.0.1", port), backlog=512)
         self.listener.setblocking(False)
         self.sel = selectors.DefaultSelector()

@@ -1,0 +1,320 @@
+"""chatproto on asyncio (or uvloop) transports.
+
+Plumbing only; every protocol decision is the core's. One
+:class:`asyncio.Protocol` per connection feeds the core from its callbacks,
+and one ``call_soon`` pass per loop iteration drains every connection the
+core has news for, so the lines that all of an iteration's reads produced for
+one recipient leave in one ``write``. Output is taken from the core only when
+the transport can take more (``pause_writing``), so a backlog stays in the
+core, where the slow-consumer limits apply; a connection whose input the core
+does not take is paused with ``pause_reading``. A read of a full chunk also
+pauses reading until the next iteration, so one flooding client gets one chunk
+per turn like everyone else (uvloop would otherwise read up to 32 in a row).
+A graceful close sends our FIN after the output and waits for the peer's
+(bounded by the core's ``close_timeout``), so a reset never destroys the last
+lines.
+
+Connections are accepted by our own loop on the listening socket, not by
+``create_server``: a refused one is written to and closed right there (no
+transport), and running out of descriptors is one warning and a back-off, not
+the event loop's traceback per attempt (nor libuv's silent accept-and-close).
+
+Used through :class:`~chatproto.adapters.anyio.AnyioServer` (anyio supplies
+the task group, signals and shutdown); :func:`serve` runs it on a bare loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Final
+
+from chatproto import CloseMode, ConnId, ServerConfig
+
+from . import ServerObserver
+from ._plumbing import ACCEPT_BATCH, RECV_SIZE, CoreLink, is_resource_error
+
+__all__ = ["TransportServer"]
+
+_OPEN, _AFTER_FLUSH, _NOW = CloseMode.OPEN, CloseMode.AFTER_FLUSH, CloseMode.NOW
+#: A drain pass longer than this delays the next one (see service()). 2 ms is
+#: about 500 connections written to: rooms of ordinary size never pay it.
+_BATCH_AFTER: Final = 0.002
+
+
+class _Connection(asyncio.Protocol):
+    """One connection: callbacks feed the core; :meth:`flush` drains it."""
+
+    def __init__(self, server: TransportServer, conn: ConnId) -> None:
+        self.server = server
+        self.core = server.core
+        self.receive = server.core.receive_data
+        self.clock = server.clock
+        self.conn = conn
+        self.transport: asyncio.Transport | None = None
+        #: Why reading is paused: the core said so, or this turn's chunk was full.
+        self.held = False
+        self.turn_over = False
+        self.write_paused = False
+        self.fin_sent = False
+        self.peer_done = False
+
+    # ---------------------------------------------------- asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.protocols[self.conn] = self
+        if self.held:
+            transport.pause_reading()  # type: ignore[attr-defined]
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        # The hot path: CoreLink.feed inlined.
+        events = self.receive(self.conn, data, self.clock())
+        if events and self.server.observer is not None:
+            self.server.observer.events(events)
+        if len(data) >= RECV_SIZE and not self.held:
+            # A full chunk: more is likely waiting. The others get their turn
+            # before this connection is read again.
+            self.turn_over = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+            self.server.loop.call_soon(self._next_turn)
+        self.server.service(self)
+
+    def eof_received(self) -> bool:
+        self.peer_done = True
+        if self.fin_sent:
+            return False  # both sides done: let the transport close
+        self.server.feed(self.core.receive_eof, self.conn, self.clock())
+        return True  # keep writing until the core says close
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.protocols.pop(self.conn, None)
+        self.server.feed(self.core.connection_lost, self.conn, self.clock())
+        self.server.check_finished()
+
+    # --------------------------------------------------------- the core's word
+
+    def set_reading(self, read: bool) -> None:
+        self.held = not read
+        transport = self.transport
+        if transport is None or self.turn_over:
+            return  # connection_made or _next_turn applies it
+        if read:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
+    def _next_turn(self) -> None:
+        self.turn_over = False
+        if not self.held and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def flush(self, now: float | None = None) -> None:
+        """Write what the core has, while the transport takes it; close when told."""
+        transport = self.transport
+        if transport is None:
+            return
+        core = self.core
+        mode = core.close_mode(self.conn)
+        if mode is _NOW:
+            transport.abort()
+            return
+        if self.write_paused or self.fin_sent:
+            return
+        try:
+            if now is None:
+                now = self.clock()
+            while not self.write_paused and (
+                data := core.data_to_send(self.conn, now=now, max_bytes=RECV_SIZE)
+            ):
+                transport.write(data)  # may call pause_writing
+            if mode is _AFTER_FLUSH and not self.write_paused:
+                # Our FIN after the data; the peer's FIN (or NOW) ends it.
+                self.fin_sent = True
+                if transport.can_write_eof() and not self.peer_done:
+                    transport.write_eof()  # then wait for the peer's FIN
+                else:
+                    transport.close()
+        except (OSError, RuntimeError):
+            # The peer reset the connection under us (asyncio raises OSError,
+            # uvloop RuntimeError). connection_lost follows; the drain pass
+            # must go on for everyone else.
+            transport.abort()
+
+
+class TransportServer(CoreLink):
+    """Serves one :class:`~chatproto.ChatServer` on an asyncio (or uvloop) loop."""
+
+    def __init__(
+        self, config: ServerConfig | None = None, observer: ServerObserver | None = None
+    ) -> None:
+        super().__init__(config, observer)
+        self.loop = asyncio.get_running_loop()
+        self.clock = self.loop.time
+        self.protocols: dict[ConnId, _Connection] = {}
+        self.listener: socket.socket | None = None
+        #: Connections with news, drained by the next pass.
+        self.pending: list[ConnId] = []
+        self.scheduled = False
+        self.pass_cost = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.all_closed = asyncio.Event()
+        #: Connections being wired to a transport (the loop keeps tasks weakly).
+        self.connecting: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ serving
+
+    def start(self, sock: socket.socket) -> None:
+        """Accept on the listening ``sock`` from now on."""
+        sock.setblocking(False)
+        self.listener = sock
+        self.loop.add_reader(sock.fileno(), self._accept)
+
+    def stop_accepting(self) -> None:
+        """Accept nothing more (shutdown)."""
+        if self.listener is not None:
+            self.loop.remove_reader(self.listener.fileno())
+            self.listener = None
+
+    async def shut_down(self) -> None:
+        """Tell everyone, close everything gracefully, return once all are gone."""
+        self.stop_accepting()
+        if self.observer is not None:
+            self.observer.stopping(self.core.connection_count)
+        self.feed(self.core.shutdown, self.clock())
+        self.check_finished()
+        await self.all_closed.wait()
+        if self.timer is not None:
+            self.timer.cancel()
+
+    # ----------------------------------------------------------- accepting
+
+    def _accept(self) -> None:
+        listener = self.listener
+        if listener is None:
+            return
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if not is_resource_error(exc):
+                    return  # the client gave up meanwhile (ECONNABORTED...)
+                # Out of descriptors: stop listening for a while, then retry.
+                fd = listener.fileno()
+                self.loop.remove_reader(fd)
+                self.loop.call_later(self.backoff.failed(exc), self._resume_accepting, fd)
+                return
+            conn = self.admit(self.clock(), sock, peer)
+            if conn is not None:
+                self.announce(conn, peer)
+                sock.setblocking(False)
+                task = self.loop.create_task(self._connect(_Connection(self, conn), sock))
+                self.connecting.add(task)
+                task.add_done_callback(self.connecting.discard)
+
+    def _resume_accepting(self, fd: int) -> None:
+        if self.listener is not None and self.listener.fileno() == fd:
+            self.loop.add_reader(fd, self._accept)
+            self._accept()
+
+    async def _connect(self, protocol: _Connection, sock: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: protocol, sock)
+        except (OSError, RuntimeError):
+            sock.close()
+            self.feed(self.core.connection_lost, protocol.conn, self.clock())
+            self.check_finished()
+
+    # --------------------------------------------------------- the core
+
+    def set_reading(self, conn: ConnId, read: bool) -> None:
+        p = self.protocols.get(conn)
+        if p is not None:
+            p.set_reading(read)
+
+    def wake_writer(self, conn: ConnId) -> None:
+        self.pending.append(conn)
+
+    def abort(self, conn: ConnId) -> None:
+        p = self.protocols.get(conn)
+        if p is not None and p.transport is not None:
+            p.transport.abort()
+
+    def set_timer(self, deadline: float | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.on_timer(self.clock())
+
+    def service(self, origin: _Connection | None = None) -> None:
+        """Act on the core's news; the writes wait for this iteration's drain pass."""
+        core = self.core
+        changes = core.take_reading_changes()
+        if changes:
+            for conn, read in changes:
+                self.set_reading(conn, read)
+        ready = core.take_ready()
+        if ready:
+            if (
+                origin is not None
+                and not self.scheduled
+                and len(ready) == 1
+                and ready[0] == origin.conn
+            ):
+                # Only the connection that was just read has output (a reply
+                # to its own request): nothing else can join that write in
+                # this iteration, so it leaves now instead of after the pass.
+                origin.flush()
+            else:
+                self.pending += ready
+                self._schedule_pass()
+        if core.deadline_moved():
+            self.set_timer(core.next_deadline())
+
+    def _schedule_pass(self) -> None:
+        if not self.scheduled:
+            self.scheduled = True
+            if self.pass_cost > _BATCH_AFTER:
+                # Draining is expensive now (a notice to thousands of users):
+                # let input gather for as long as the last pass took, so no
+                # more than half the time goes to writing, however many
+                # logins arrive one by one.
+                self.loop.call_later(self.pass_cost, self._pass)
+            else:
+                self.loop.call_soon(self._pass)
+
+    def _pass(self) -> None:
+        """Once per loop iteration, after all its reads were fed: drain and close."""
+        self.scheduled = False
+        start = time.perf_counter()
+        protocols = self.protocols
+        pending, self.pending = self.pending, []
+        now = self.clock()
+        for conn in pending:
+            p = protocols.get(conn)
+            if p is not None:
+                p.flush(now)
+        self.pass_cost = time.perf_counter() - start
+        # Drains can let held input run now: the timer says when.
+        if self.core.deadline_moved():
+            self.set_timer(self.core.next_deadline())
+
+    def check_finished(self) -> None:
+        """Notice the end of a shutdown."""
+        if self.finished:
+            self.all_closed.set()

@@ -173,6 +173,11 @@ class CoreLink:
         if core.deadline_moved():
             self.set_timer(core.next_deadline())
 
+    def drained(self) -> None:
+        """After writing outside :meth:`service`: a drain may have made held input due."""
+        if self.core.deadline_moved():
+            self.set_timer(self.core.next_deadline())
+
     def on_timer(self, now: float) -> None:
         """The timer fired: run what is due, then set it again."""
         events = self.core.handle_timeout(now)

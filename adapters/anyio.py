@@ -99,9 +99,12 @@ class StreamServer(CoreLink):
                 while True:
                     try:
                         stream = await listener.accept()
-                    except OSError as exc:
-                        if is_resource_error(exc):
-                            await anyio.sleep(self.backoff.failed(exc))
+                    except (OSError, anyio.BrokenResourceError) as exc:
+                        # anyio wraps the accept's OSError (on trio) in
+                        # BrokenResourceError; out of descriptors is either.
+                        cause = exc if isinstance(exc, OSError) else exc.__cause__
+                        if isinstance(cause, OSError) and is_resource_error(cause):
+                            await anyio.sleep(self.backoff.failed(cause))
                         continue
                     raw = stream.extra(SocketAttribute.raw_socket)
                     peer = stream.extra(SocketAttribute.remote_address, "?")
@@ -153,6 +156,7 @@ class StreamServer(CoreLink):
         while True:
             data = core.data_to_send(conn, now=self.clock(), max_bytes=RECV_SIZE)
             if data:
+                self.drained()
                 await c.stream.send(data)
                 continue
             mode = core.close_mode(conn)

@@ -96,6 +96,7 @@ class _Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.write_paused = False
         self.flush()
+        self.server.drained()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.protocols.pop(self.conn, None)
@@ -310,9 +311,7 @@ class TransportServer(CoreLink):
             if p is not None:
                 p.flush(now)
         self.pass_cost = time.perf_counter() - start
-        # Drains can let held input run now: the timer says when.
-        if self.core.deadline_moved():
-            self.set_timer(self.core.next_deadline())
+        self.drained()  # drains can let held input run now
 
     def check_finished(self) -> None:
         """Notice the end of a shutdown."""

@@ -181,6 +181,7 @@ class GeventServer(CoreLink):
     def _on_writable(self, c: _Connection) -> None:
         c.writer.stop()
         self._flush(c)
+        self.drained()
 
     def _flush(self, c: _Connection, now: float | None = None) -> None:
         """Send what the core has for ``c`` until the kernel pushes back; close when told."""
@@ -320,9 +321,7 @@ class GeventServer(CoreLink):
             if c is not None:
                 self._flush(c, now)
         self.pass_cost = time.perf_counter() - start
-        # Drains can let held input run now: the timer says when.
-        if self.core.deadline_moved():
-            self.set_timer(self.core.next_deadline())
+        self.drained()  # drains can let held input run now
 
     def check_finished(self) -> None:
         """Notice the end of a shutdown."""

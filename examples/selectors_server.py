@@ -2,12 +2,16 @@
 
 No adapter, no threads, no third-party code: one non-blocking loop that
 
-* accepts, reads and feeds bytes to :class:`chatproto.ChatServer` with the time,
+* accepts, and turns away at once the connections the core refuses,
+* reads one chunk per ready socket per turn, only from the connections whose
+  input the core takes now, and feeds it to :class:`chatproto.ChatServer`
+  with the time,
 * writes what the core queued, but only when the socket can take more (so the
-  backlog, and the slow-consumer cap on it, stay in the core),
-* closes what the core says to close,
-* sleeps until the core's next deadline (idle timeouts, closing grace),
-* shuts down gracefully on SIGINT/SIGTERM.
+  backlog, and the slow-consumer limits on it, stay in the core),
+* closes gracefully: the output, our FIN, then reads and discards until the
+  peer's FIN (or the core's ``close_timeout``), so a reset never destroys the
+  last lines,
+* sleeps until the core's next deadline, and shuts down on SIGINT/SIGTERM.
 
 Every protocol decision is the core's; this file only moves bytes.
 
@@ -25,9 +29,10 @@ import sys
 import time
 from types import FrameType
 
-from chatproto import ChatServer, CloseMode, ConnId, ServerConfig
+from chatproto import ChatServer, CloseMode, ConnectionRefused, ConnId, ServerConfig
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+CHUNK = 65536  # the most read from (or taken for) one socket at a time
 
 
 class SelectorsServer:
@@ -48,6 +53,9 @@ class SelectorsServer:
         self.socks: dict[ConnId, socket.socket] = {}
         # Bytes taken from the core but not yet accepted by the kernel.
         self.unsent: dict[ConnId, memoryview] = {}
+        self.paused: set[ConnId] = set()  # the core does not take their input now
+        self.eof: set[ConnId] = set()  # the peer sent its FIN
+        self.fin_sent: set[ConnId] = set()  # we sent ours
         self.stopping = False
 
     def run(self) -> None:
@@ -62,7 +70,7 @@ class SelectorsServer:
                     self.wake_r.recv(4096)
                     if self.stop_requested:
                         self.stop()
-                else:
+                elif key.data in self.socks:
                     self.on_socket(ConnId(key.data), mask)
             now = time.monotonic()
             deadline = self.core.next_deadline()
@@ -87,57 +95,86 @@ class SelectorsServer:
             self.core.shutdown(time.monotonic())
 
     def accept(self) -> None:
-        while True:
+        for _ in range(64):  # a bounded batch: the others get their turn
             try:
                 sock, _ = self.listener.accept()
-            except (BlockingIOError, InterruptedError):
+            except OSError:  # nothing more, an aborted handshake, or out of files
                 return
-            except OSError:  # out of file descriptors, aborted handshake
-                return
+            admitted = self.core.accept(time.monotonic())
+            if isinstance(admitted, ConnectionRefused):
+                try:  # one line, never waiting for the client, then close
+                    sock.setblocking(False)
+                    sock.send(admitted.data)
+                except OSError:
+                    pass
+                sock.close()
+                continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = self.core.connection_made(time.monotonic())
-            self.socks[conn] = sock
-            self.sel.register(sock, READ, conn)
+            self.socks[admitted] = sock
+            self.sel.register(sock, READ, admitted)
 
     def on_socket(self, conn: ConnId, mask: int) -> None:
-        sock = self.socks[conn]
         if mask & READ:
             try:
-                data = sock.recv(65536)
+                data = self.socks[conn].recv(CHUNK)
             except (BlockingIOError, InterruptedError):
                 data = None
             except OSError:
                 self.close(conn)
                 return
-            now = time.monotonic()
             if data:
-                self.core.receive_data(conn, data, now)
-            elif data is not None:
-                # End of stream. The core now says AFTER_FLUSH, and service()
-                # stops reading, writes what is left and closes.
-                self.core.receive_eof(conn, now)
+                self.core.receive_data(conn, data, time.monotonic())
+            elif data is not None:  # the peer's FIN
+                if conn in self.fin_sent:
+                    self.close(conn)  # both sides done
+                    return
+                self.eof.add(conn)
+                self.watch(conn)
+                self.core.receive_eof(conn, time.monotonic())
         if mask & WRITE:
             self.flush(conn)
 
     def service(self) -> None:
-        """Act on every connection the core has news for."""
+        """Act on the core's news: whom to read, whom to write to or close."""
+        for conn, read in self.core.take_reading_changes():
+            (self.paused.discard if read else self.paused.add)(conn)
+            if conn in self.socks:
+                self.watch(conn)
         for conn in self.core.take_ready():
             if conn in self.socks:
                 self.flush(conn)
 
     def flush(self, conn: ConnId) -> None:
-        """Write until the kernel pushes back; close when the core says so."""
+        """Write until the kernel pushes back; our FIN when the core says close."""
         sock = self.socks[conn]
-        if self.core.close_mode(conn) is CloseMode.NOW:
+        mode = self.core.close_mode(conn)
+        if mode is CloseMode.NOW:
             self.close(conn)
             return
+        if conn not in self.fin_sent:
+            if not self.write(conn, sock):
+                return
+            if mode is CloseMode.AFTER_FLUSH and conn not in self.unsent:
+                if conn in self.eof:
+                    self.close(conn)  # the peer is done already
+                    return
+                self.fin_sent.add(conn)  # then read and discard until the peer's FIN
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    self.close(conn)
+                    return
+        self.watch(conn)
+
+    def write(self, conn: ConnId, sock: socket.socket) -> bool:
+        """Send what the core has; ``False`` if the connection broke (and is closed)."""
         while True:
             pending = self.unsent.pop(conn, None)
             if pending is None:
-                data = self.core.data_to_send(conn)
+                data = self.core.data_to_send(conn, now=time.monotonic(), max_bytes=CHUNK)
                 if not data:
-                    break
+                    return True
                 pending = memoryview(data)
             try:
                 sent = sock.send(pending)
@@ -145,23 +182,30 @@ class SelectorsServer:
                 sent = 0
             except OSError:
                 self.close(conn)
-                return
+                return False
             if sent < len(pending):
                 self.unsent[conn] = pending[sent:]
-                self.sel.modify(sock, READ | WRITE if self._reading(conn) else WRITE, conn)
-                return
-        if self.core.close_mode(conn) is CloseMode.AFTER_FLUSH:
-            self.close(conn)
-        else:
-            self.sel.modify(sock, READ, conn)
+                return True
 
-    def _reading(self, conn: ConnId) -> bool:
-        return self.core.close_mode(conn) is CloseMode.OPEN
+    def watch(self, conn: ConnId) -> None:
+        """Select what ``conn`` needs: reading unless paused or ended, writing if behind."""
+        reading = conn not in self.paused and conn not in self.eof
+        events = (READ if reading else 0) | (WRITE if conn in self.unsent else 0)
+        sock, selected = self.socks[conn], self.sel.get_map()
+        if events and sock in selected:
+            self.sel.modify(sock, events, conn)
+        elif events:
+            self.sel.register(sock, events, conn)
+        elif sock in selected:
+            self.sel.unregister(sock)
 
     def close(self, conn: ConnId) -> None:
         sock = self.socks.pop(conn)
         self.unsent.pop(conn, None)
-        self.sel.unregister(sock)
+        for marks in (self.paused, self.fin_sent, self.eof):
+            marks.discard(conn)
+        if sock in self.sel.get_map():
+            self.sel.unregister(sock)
         sock.close()
         self.core.connection_lost(conn, time.monotonic())
 
@@ -171,10 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4000)
     parser.add_argument("--idle-timeout", type=float, default=60.0)
+    parser.add_argument("--max-clients", type=int, default=10_000)
+    parser.add_argument("--flood-rate", type=float, default=50.0)
     args = parser.parse_args(argv)
     listener = socket.create_server((args.host, args.port), reuse_port=False, backlog=1024)
     listener.setblocking(False)
-    server = SelectorsServer(listener, ServerConfig(idle_timeout=args.idle_timeout))
+    config = ServerConfig(
+        idle_timeout=args.idle_timeout, max_clients=args.max_clients, flood_rate=args.flood_rate
+    )
+    server = SelectorsServer(listener, config)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         server.request_stop()

@@ -16,31 +16,36 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
+
+from chatproto.adapters import FLAVOURS
 
 DEADLINE = 10.0  # generous: CI machines are busy; a passing test never waits this long
 
-#: Backend flavours under test, as chatproto-serve arguments.
-BACKENDS: dict[str, list[str]] = {
-    "threading": ["--backend", "threading"],
-    "anyio": ["--backend", "anyio"],
-    "anyio-trio": ["--backend", "anyio", "--anyio-backend", "trio"],
-    "anyio-uvloop": ["--backend", "anyio", "--uvloop"],
-    "gevent": ["--backend", "gevent"],
-}
+#: Backend flavours under test, as chatproto-serve arguments (one list, the adapters').
+BACKENDS: dict[str, list[str]] = {name: list(args) for name, args in FLAVOURS.items()}
+#: The stdlib reference server of examples/, run where a test applies to any server.
+SELECTORS_EXAMPLE = [
+    os.path.join(os.path.dirname(__file__), "..", "examples", "selectors_server.py")
+]
 
 
 class ServerProcess:
     """A ``chatproto-serve`` subprocess on 127.0.0.1 and a free port."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], **popen: Any) -> None:
         # The log goes to a file: a pipe nobody reads would fill up and block
         # the server as soon as it logs 64 KiB.
         self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - lives as long as the server
+        # chatproto-serve, or a script given as the first argument (an example).
+        program = [args[0]] if args and args[0].endswith(".py") else ["-m", "chatproto"]
+        rest = args[1:] if args and args[0].endswith(".py") else args
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chatproto", "--host", "127.0.0.1", "--port", "0", *args],
+            [sys.executable, *program, "--host", "127.0.0.1", "--port", "0", *rest],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
+            **popen,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -71,8 +76,8 @@ class ServerProcess:
 
 
 @contextmanager
-def running_server(args: list[str]) -> Iterator[ServerProcess]:
-    server = ServerProcess(args)
+def running_server(args: list[str], **popen: Any) -> Iterator[ServerProcess]:
+    server = ServerProcess(args, **popen)
     try:
         yield server
     finally:

@@ -48,17 +48,17 @@ def test_recv_is_command(tmp_path: Path) -> None:
         tmp_path,
         "recv_is_command",
         "--profile", "core",
-        "--only", "FRM-5[1-4]", "--only", "LOG-5*", "--only", "MSG-51", "--only", "DM-51",
+        "--only", "FRM-5[1-4]", "--only", "LOG-5[13-6]", "--only", "MSG-51", "--only", "DM-51",
         "--timeout", "1",
     )  # fmt: skip
     assert code == 1
     for test_id in ("FRM-52", "FRM-53", "FRM-54"):
         assert outcomes[test_id] == "FAIL", results[test_id]
-    for test_id in ("FRM-51", "LOG-51", "LOG-52", "LOG-53", "MSG-51", "DM-51"):
+    for test_id in ("FRM-51", "LOG-51", "LOG-53", "MSG-51", "DM-51"):
         assert outcomes[test_id] == "PASS", results[test_id]
     # The report says what was sent and what did not come.
-    assert results["FRM-52"]["expected"] == "PONG p1"
-    assert any("PING p1" in line for line in results["FRM-52"]["transcript"])  # type: ignore[attr-defined]
+    assert str(results["FRM-52"]["expected"]).endswith(" one")
+    assert any("MSG two" in line for line in results["FRM-52"]["transcript"])  # type: ignore[attr-defined]
 
 
 def test_echo_is_a_dialect_in_core_and_a_failure_in_strict(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_echo_is_a_dialect_in_core_and_a_failure_in_strict(tmp_path: Path) -> No
     assert code == 0
     assert outcomes["MSG-51"] == "LENIENT"
     assert results["MSG-51"]["variants"] == ["msg-echo"]
-    assert outcomes["DM-51"] == outcomes["LOG-52"] == "PASS"
+    assert outcomes["DM-51"] == "PASS"
     code, outcomes, results = run(
         tmp_path, "echo_msg", "--profile", "strict", *only, "--only", "MSG-01"
     )
@@ -77,20 +77,18 @@ def test_echo_is_a_dialect_in_core_and_a_failure_in_strict(tmp_path: Path) -> No
     assert outcomes["DM-51"] == outcomes["LOG-52"] == "PASS"
 
 
-def test_deadlock_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
+def test_deadlock_is_one_verdict(tmp_path: Path) -> None:
+    """The hang is found once (a fresh connection is not answered): the rest is NOT-RUN."""
     began = time.monotonic()
-    code, outcomes, results = run(
+    code, outcomes, _results = run(
         tmp_path, "deadlock_after_login", "--profile", "core",
-        "--only", "LOG-52", "--only", "MSG-51", "--only", "PNG-52", "--timeout", "1",
+        "--only", "PNG-52", "--only", "LOG-52", "--only", "MSG-51", "--timeout", "1",
     )  # fmt: skip
     assert code == 1
-    assert time.monotonic() - began < 40
-    for test_id in ("LOG-52", "MSG-51"):
-        assert outcomes[test_id] == "ERROR"
-        assert "stopped answering" in str(results[test_id]["reason"])
-    # The server was restarted after each hang, so a test that needs no
-    # login still passes.
-    assert outcomes["PNG-52"] == "PASS"
+    assert time.monotonic() - began < 20
+    data = json.loads((tmp_path / "deadlock_after_login.json").read_text("utf-8"))
+    assert data["deadlock"]["where"] == "the probe"
+    assert set(outcomes.values()) == {"NOT-RUN"}
 
 
 def test_never_frees_a_name(tmp_path: Path) -> None:

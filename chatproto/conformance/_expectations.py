@@ -8,7 +8,9 @@ entry a line, an ID glob then the reason; ``#`` starts a comment::
     IDL-*   no idle timeout yet
 
 A test listed here that fails is ``XFAIL`` (the run stays conformant); one that
-passes is reported normally, with a note to remove the entry. Never runs tests.
+passes is reported normally, with a note to remove the entry (and listed in
+the report's summary). An entry that matches no test ID at all is an error.
+Never runs tests.
 """
 
 from __future__ import annotations
@@ -55,6 +57,18 @@ class Expectations:
         except OSError as exc:
             raise ExpectationsError(f"cannot read expectations file {path}: {exc}") from exc
         return cls.parse(text, str(path))
+
+    def check_known(self, test_ids: list[str]) -> None:
+        """Raise :class:`ExpectationsError` for an entry that matches no test at all.
+
+        A typo in an ID would otherwise silently expect nothing.
+        """
+        for pattern, _reason in self.entries:
+            if not any(fnmatchcase(i.upper(), pattern) for i in test_ids):
+                raise ExpectationsError(
+                    f"{self.source}: {pattern!r} matches no test ID; "
+                    "see 'chatproto-conformance list'"
+                )
 
     def reason_for(self, test_id: str) -> str | None:
         """The reason ``test_id`` is expected to fail, or ``None``."""

@@ -16,6 +16,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_UNUSABLE",
     "EXIT_USAGE",
+    "Deadlock",
     "Outcome",
     "Result",
     "RunReport",
@@ -39,6 +40,11 @@ class Outcome(str, Enum):
     LENIENT = "LENIENT"
     #: The test says nothing about this target (with a reason and a hint).
     SKIP = "SKIP"
+    #: A Bonus feature of the original README (WHO, DM, PING, idle timeout)
+    #: that this server does not have: core reports it, never fails it.
+    NOT_IMPLEMENTED = "NOT-IMPLEMENTED"
+    #: Not run, because the server deadlocked earlier (see the run's verdict).
+    NOT_RUN = "NOT-RUN"
     #: It failed, as the expectations file says it will (with its reason).
     XFAIL = "XFAIL"
     #: The server does not do what the test checks.
@@ -76,6 +82,9 @@ class Result:
     duration: float = 0.0
     #: Anything else worth knowing (an XFAIL that passed, a restart).
     note: str = ""
+    #: The root cause a failure points to, in words; failures with the same
+    #: cause are reported as one block.
+    cause: str = ""
 
     @property
     def label(self) -> str:
@@ -121,6 +130,10 @@ class RunReport:
     #: Set when the target could not be tested at all.
     unusable: str | None = None
     tool_version: str = ""
+    #: Set when the server stopped answering: where, why, and the transcript.
+    deadlock: Deadlock | None = None
+    #: Expectations entries whose tests passed (they can be removed).
+    stale_expectations: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """How many results of each outcome, in :class:`Outcome` order."""
@@ -134,7 +147,7 @@ class RunReport:
         """0 conformant, 1 failures, 3 target unusable."""
         if self.unusable is not None:
             return EXIT_UNUSABLE
-        if any(r.outcome.bad for r in self.results):
+        if self.deadlock is not None or any(r.outcome.bad for r in self.results):
             return EXIT_FAILURES
         return EXIT_OK
 
@@ -153,6 +166,8 @@ class RunReport:
             "exit_code": self.exit_code,
             "summary": self.counts(),
             "dialect": self.dialect,
+            "deadlock": None if self.deadlock is None else asdict(self.deadlock),
+            "stale_expectations": self.stale_expectations,
             "results": [r.to_json() for r in self.results],
         }
 
@@ -171,4 +186,26 @@ class RunReport:
             duration=float(data.get("duration", 0.0)),
             unusable=data.get("unusable"),
             tool_version=data.get("tool_version", ""),
+            deadlock=Deadlock(**data["deadlock"]) if data.get("deadlock") else None,
+            stale_expectations=list(data.get("stale_expectations", [])),
         )
+
+    def root_causes(self) -> list[tuple[str, list[Result]]]:
+        """Failures grouped by cause, the largest group first (ties: catalogue order)."""
+        groups: dict[str, list[Result]] = {}
+        for r in self.results:
+            if r.outcome.bad:
+                groups.setdefault(r.cause or r.reason, []).append(r)
+        return sorted(groups.items(), key=lambda item: -len(item[1]))
+
+
+@dataclass
+class Deadlock:
+    """The server stopped answering: the verdict of the run, named once."""
+
+    #: Where it was noticed: a test label, or ``the probe``.
+    where: str
+    #: What was waited for, and the failed liveness check.
+    reason: str
+    #: The transcript of the test (or probe) that caused it.
+    transcript: list[str] = field(default_factory=list)

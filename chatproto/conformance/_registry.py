@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["AREAS", "NEEDS", "PROFILES", "Body", "Check", "check", "registered"]
 
 #: ``core``: what the original README promised plus what any line protocol over
-#: TCP implies, dialects allowed. ``strict``: chatproto's exact spec.
+#: TCP implies; its Bonus features only where present; dialects allowed.
+#: ``strict``: chatproto's exact spec (docs/protocol.md).
 #: ``robust``: stress and hostile input.
 PROFILES: Final = ("core", "strict", "robust")
 
@@ -73,6 +74,12 @@ class Check:
     body: Body
     #: Where it comes from: ``catalogue`` or ``vectors``.
     source: str = "catalogue"
+    #: The README Bonus feature it exercises (``who``, ``dm``, ``ping``,
+    #: ``idle``): under core, a server without it gets NOT-IMPLEMENTED.
+    feature: str = ""
+    #: The root cause its failure points to, in words (a failure may name a
+    #: more precise one). Failures with one cause are reported together.
+    cause: str = ""
 
     @property
     def area(self) -> str:
@@ -101,11 +108,15 @@ def check(
     profiles: str,
     needs: str = "",
     budget: float = 30.0,
+    feature: str = "",
+    cause: str = "",
 ) -> Callable[[Body], Body]:
     """Register the decorated function as a test.
 
     ``profiles`` and ``needs`` are space-separated names. The first line of the
     docstring is the title; the rest explains what is checked and why.
+    ``feature`` names the README Bonus feature it needs; ``cause`` is what its
+    failure means, in words (default: its title).
     """
     profile_set = frozenset(profiles.split())
     need_set = frozenset(needs.split())
@@ -128,6 +139,8 @@ def check(
                 needs=need_set,
                 budget=budget,
                 body=body,
+                feature=feature,
+                cause=cause or title.strip(),
             )
         )
         return body

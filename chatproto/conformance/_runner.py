@@ -3,12 +3,15 @@
 Owns: the order of a run (start, probe, tests, stop), the instances a test
 needs (the main server, one with a short idle timeout, one with a small
 max_clients, a throwaway one for shutdown), the per-test watchdog, the health
-check after each test (did the server die, or stop answering?), restarts, and
+check after each test, restarts after a crash, the deadlock verdict, and
 turning exceptions into outcomes. Never formats a report.
 
 Nothing here can hang: each test body runs in a worker thread whose every wait
 is capped by the test's budget, and the runner gives up on the thread shortly
-after that budget even if it is still stuck.
+after that budget even if it is still stuck. A server that stops answering is
+found once (a fresh connection's LOGIN is not answered), that becomes the
+verdict of the run, and the tests after it are NOT-RUN: waiting for the same
+dead server once per test tells nobody anything.
 """
 
 from __future__ import annotations
@@ -24,16 +27,39 @@ from datetime import datetime, timezone
 
 from chatproto import __version__
 
-from ._context import CheckFailed, Settings, SkipTest, TestContext
-from ._dialect import SPEC, Dialect
+from ._context import (
+    CheckFailed,
+    NotImplementedFeature,
+    ServerUnresponsive,
+    Settings,
+    SkipTest,
+    TestContext,
+)
+from ._dialect import FEATURES, SPEC, Dialect
 from ._expectations import Expectations
-from ._outcome import Outcome, Result, RunReport
+from ._liveness import Liveness
+from ._outcome import Deadlock, Outcome, Result, RunReport
 from ._probe import ProbeResult, TargetUnusable, probe
 from ._registry import Check
 from ._target import CommandTarget, Target
-from ._wire import LineSocket, PeerClosed, ReadTimeout, Transcript
+from ._wire import Transcript
 
 __all__ = ["RunOptions", "Runner"]
+
+#: Areas whose tests move a lot of data or wait on purpose: a late line there
+#: is waited for the whole line timeout, not judged after ``settle``.
+PATIENT_AREAS = frozenset({"ROB", "IDL", "LIM", "SHD", "LOD"})
+#: Areas whose tests are busier than most: twice the settle time.
+BUSY_AREAS = frozenset({"CON"})
+#: Root causes about framing: a later "nothing arrived" is most likely the same
+#: defect (the barrier or the command was pipelined too), and is reported so.
+FRAMING_CAUSES = frozenset(
+    {
+        "lines after the first in one packet are not processed",
+        "a line split over several packets is not reassembled",
+        "lines after LOGIN in the same packet wait for more data",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +78,10 @@ class RunOptions:
     #: max_clients of the instance the suite starts for the server-full test.
     small_max_clients: int = 3
     line_timeout: float = 5.0
+    #: Seconds a line may be late before the liveness check (see Settings).
+    settle: float = 1.0
+    #: Seconds the liveness check waits for a fresh connection's answer.
+    liveness_timeout: float = 3.0
     absence: float = 0.3
     max_line_bytes: int = 4096
     implementation: str = ""
@@ -69,7 +99,11 @@ class _Down(Exception):  # noqa: N818  (a state, not an error)
 
 
 class Runner:
-    """Runs ``checks`` against ``target``; ``on_result`` hears each verdict as it comes."""
+    """Runs ``checks`` against ``target``; ``on_result`` hears each verdict as it comes.
+
+    :meth:`run` does everything. The pytest plugin drives the same steps one
+    at a time: :meth:`begin`, :meth:`run_check` per test, :meth:`end`.
+    """
 
     def __init__(
         self,
@@ -89,47 +123,81 @@ class Runner:
         self.nonce = "".join(random.choice(string.ascii_lowercase) for _ in range(3))
         self.dialect: Dialect = SPEC
         self._variants: dict[str, Target] = {}
-        #: The test after which an uncontrolled server stopped answering.
-        self._down_since: str | None = None
+        self._serial = 0
+        self._started = 0.0
+        #: Seconds a late line is given before the liveness check: the option,
+        #: shortened once a fresh connection was seen answered quickly (see
+        #: :meth:`_measured`).
+        self._settle = options.settle
+        #: A framing root cause found so far, if any.
+        self._framing: str | None = None
+        #: Whether the server closes a half-closed connection (None: not seen).
+        self._closes_half_closed: bool | None = None
+        #: Liveness checkers (each with its anchor user), by server address.
+        self._live: dict[tuple[str, int], Liveness] = {}
+        self.report = RunReport(
+            implementation=options.implementation or target.description,
+            target=target.description,
+            profiles=list(options.profiles),
+            tool_version=__version__,
+        )
 
     # ------------------------------------------------------------------ run
 
     def run(self) -> RunReport:
         """Run everything; never raises for anything the server does."""
-        report = RunReport(
-            implementation=self.options.implementation or self.target.description,
-            target=self.target.description,
-            profiles=list(self.options.profiles),
-            started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            tool_version=__version__,
-        )
-        start = time.monotonic()
+        try:
+            if self.begin():
+                for check in self.checks:
+                    self.run_check(check)
+        finally:
+            self.end()
+        return self.report
+
+    def begin(self) -> bool:
+        """Start the target and probe it; ``False`` if it is unusable (see the report)."""
+        self._started = time.monotonic()
+        self.report.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        o = self.options
         try:
             self.target.start()
-            found = probe(self.target.address, timeout=self.options.line_timeout, nonce=self.nonce)
+            found = probe(
+                self.target.address,
+                timeout=o.line_timeout,
+                settle=o.settle,
+                liveness=o.liveness_timeout,
+                nonce=self.nonce,
+            )
         except TargetUnusable as exc:
-            report.unusable = str(exc)
-            self._stop_all()
-            report.duration = time.monotonic() - start
-            return report
+            self.report.unusable = str(exc)
+            return False
         self.dialect = found.dialect
-        report.dialect = found.dialect.to_json()
+        self.report.dialect = found.dialect.to_json()
+        if found.deadlock is not None:
+            self.report.deadlock = Deadlock("the probe", found.deadlock, found.transcript.lines())
         if self.on_probe is not None:
             self.on_probe(found)
-        try:
-            if found.hung:
-                self._recover(self.target, "the probe")
-            for serial, check in enumerate(self.checks, 1):
-                result = self._run_one(check, serial)
-                report.results.append(result)
-                if self.on_result is not None:
-                    self.on_result(result)
-        finally:
-            self._stop_all()
-        report.duration = time.monotonic() - start
-        return report
+        return True
+
+    def end(self) -> RunReport:
+        """Stop every server the suite started; the report is complete."""
+        self._stop_all()
+        self.report.duration = time.monotonic() - self._started if self._started else 0.0
+        return self.report
+
+    def run_check(self, check: Check) -> Result:
+        """Run one test (after :meth:`begin`), record and return its result."""
+        self._serial += 1
+        result = self._run_one(check, self._serial)
+        self.report.results.append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
 
     def _stop_all(self) -> None:
+        for live in self._live.values():
+            live.close()
+        self._live.clear()
         for variant in self._variants.values():
             variant.stop()
         self._variants.clear()
@@ -138,16 +206,65 @@ class Runner:
     # ------------------------------------------------------------ one test
 
     def _run_one(self, check: Check, serial: int) -> Result:
-        base = Result(check.id, check.slug, check.section, check.area, check.title, Outcome.PASS)
+        base = Result(
+            check.id, check.slug, check.section, check.area, check.title, Outcome.PASS,
+            cause=check.cause,
+        )  # fmt: skip
         began = time.monotonic()
-        try:
-            result = self._attempt(check, serial, base)
-        except _Down as down:
-            result = replace(base, outcome=Outcome.ERROR, reason=str(down))
+        dead = self.report.deadlock
+        if dead is not None:
+            result = replace(
+                base,
+                outcome=Outcome.NOT_RUN,
+                reason=f"not run: the server stopped answering in {dead.where}",
+            )
+        else:
+            try:
+                result = self._attempt(check, serial, base)
+            except _Down as down:
+                result = replace(base, outcome=Outcome.ERROR, reason=str(down))
         result.duration = round(time.monotonic() - began, 3)
-        return self._apply_expectations(result)
+        return self._apply_expectations(self._attribute(result))
+
+    def _attribute(self, result: Result) -> Result:
+        """Name a framing defect as the cause of a later line that never came."""
+        if result.outcome is not Outcome.FAIL:
+            return result
+        if result.cause in FRAMING_CAUSES:
+            self._framing = self._framing or result.cause
+        elif self._framing is not None and result.got in ("(nothing)", "(connection closed)"):
+            return replace(
+                result,
+                cause=self._framing,
+                note=_joined(result.note, f"counted under the framing defect: {self._framing}"),
+            )
+        return result
+
+    def _measured(self, took: float) -> float:
+        """A fresh connection was answered in ``took`` s: a late line needs less patience.
+
+        A server that answers a newcomer in a few milliseconds and still has
+        not sent a line after ``max(0.5, 50 x took)`` seconds is not going to;
+        a busy machine makes ``took`` larger and the patience with it.
+        """
+        self._settle = min(self.options.settle, max(0.5, 50 * took))
+        return took
+
+    def _lacks(self, check: Check) -> str | None:
+        """The README Bonus feature this core test needs and the server lacks, if any."""
+        feature = check.feature
+        if not feature or ("strict" in check.profiles and self.options.strict):
+            return None
+        return None if self.dialect.has(feature) else feature
 
     def _attempt(self, check: Check, serial: int, base: Result) -> Result:
+        missing = self._lacks(check)
+        if missing is not None:
+            return replace(
+                base,
+                outcome=Outcome.NOT_IMPLEMENTED,
+                reason=f"the server has no {FEATURES[missing]} (a README Bonus feature)",
+            )
         skip = self._skip_reason(check)
         if skip is not None:
             return replace(base, outcome=Outcome.SKIP, reason=skip)
@@ -156,11 +273,18 @@ class Runner:
             return replace(
                 base, outcome=Outcome.ERROR, reason="could not start a server for this test"
             )
-        if self._down_since is not None and instance is self.target:
-            why = self._health(instance, timeout=min(1.0, self.options.line_timeout))
-            if why is not None:
-                raise _Down(f"the server is still not answering (since {self._down_since}): {why}")
-            self._down_since = None
+        live = self._live.get(instance.address)
+        if live is None:
+            live = self._live[instance.address] = Liveness(
+                instance.address,
+                banner_lines=len(self.dialect.banner),
+                timeout=self.options.liveness_timeout,
+                nonce=self.nonce,
+            )
+
+        def liveness() -> float:
+            return self._measured(live.check())
+
         ctx = TestContext(
             check=check,
             address=instance.address,
@@ -175,14 +299,24 @@ class Runner:
             else None,
             hard_end=time.monotonic() + check.budget * self.options.budget_factor,
             graceful_cleanup=check.source == "vectors",
+            cleanup_wait=0.1 if self._closes_half_closed is False else 1.0,
+            liveness=liveness,
         )
         result = self._execute(check, ctx, base)
-        ctx.cleanup()
+        if not ctx.cleanup() and self._closes_half_closed is None:
+            self._closes_half_closed = False
         result.transcript = ctx.transcript.lines()
         if "own-server" in check.needs:
             instance.stop()
             return result
-        return self._after(instance, check, result)
+        if result.outcome is Outcome.ERROR and result.cause.startswith("deadlock"):
+            return self._deadlocked(check, result)
+        return self._after(instance, check, result, liveness)
+
+    def _deadlocked(self, check: Check, result: Result) -> Result:
+        """Record the run's deadlock verdict, found in ``check``."""
+        self.report.deadlock = Deadlock(check.label, result.reason, list(result.transcript))
+        return result
 
     def _execute(self, check: Check, ctx: TestContext, base: Result) -> Result:
         """Run the body in a worker thread, under the test's budget."""
@@ -200,10 +334,22 @@ class Runner:
                         reason=failed.message,
                         expected=failed.expected,
                         got=failed.got,
+                        cause=failed.cause or base.cause,
                     )
                 )
             except SkipTest as skipped:
                 box.append(replace(base, outcome=Outcome.SKIP, reason=str(skipped)))
+            except NotImplementedFeature as absent:
+                feature = FEATURES.get(str(absent), str(absent))
+                box.append(
+                    replace(
+                        base,
+                        outcome=Outcome.NOT_IMPLEMENTED,
+                        reason=f"the server has no {feature} (a README Bonus feature)",
+                    )
+                )
+            except ServerUnresponsive as exc:
+                box.append(self._unresponsive(check, base, str(exc)))
             except Exception as exc:  # a bug in the suite, or an OS error: say which
                 where = traceback.extract_tb(exc.__traceback__)[-1]
                 box.append(
@@ -237,24 +383,40 @@ class Runner:
             )
         return box[0]
 
-    def _after(self, instance: Target, check: Check, result: Result) -> Result:
+    @staticmethod
+    def _unresponsive(check: Check, base: Result, why: str) -> Result:
+        return replace(
+            base,
+            outcome=Outcome.ERROR,
+            reason=f"DEADLOCK: the server stopped answering during {check.label}: {why}",
+            cause=f"deadlock: the server stopped answering during {check.label} ({check.cause})",
+        )
+
+    def _after(
+        self, instance: Target, check: Check, result: Result, liveness: Callable[[], float]
+    ) -> Result:
         """Did the server die or stop answering during this test?"""
         died = instance.died()
         if died is None:
-            why = self._health(instance, timeout=self.options.line_timeout)
-            if why is None:
+            try:
+                liveness()
                 return result
-            died = instance.wait_died(1.0) if instance.controlled else None
-            if died is None:
-                hung = f"the server stopped answering during this test (deadlock?): {why}"
-                result = replace(result, outcome=Outcome.ERROR, reason=_joined(hung, result.reason))
-                self._recover(instance, check.label)
-                return result
+            except ServerUnresponsive as exc:
+                died = instance.wait_died(0.5) if instance.controlled else None
+                if died is None:
+                    hung = self._unresponsive(check, result, f"after the test, {exc}")
+                    hung = replace(
+                        hung,
+                        reason=_joined(hung.reason, result.reason),
+                        transcript=result.transcript,
+                    )
+                    return self._deadlocked(check, hung)
         tail = instance.output_tail(20)
         result = replace(
             result,
             outcome=Outcome.ERROR,
             reason=_joined(f"{died} during this test", result.reason),
+            cause=f"the server crashed ({died})",
             server_output=tail,
         )
         self._recover(instance, check.label)
@@ -262,39 +424,16 @@ class Runner:
         return result
 
     def _recover(self, instance: Target, after: str) -> None:
-        """Restart a server the suite controls; remember an uncontrolled one is down."""
-        if instance.controlled:
-            try:
-                instance.restart()
-            except TargetUnusable as exc:
-                raise _Down(f"the server could not be restarted after {after}: {exc}") from None
-        else:
-            self._down_since = after
-
-    def _health(self, instance: Target, *, timeout: float) -> str | None:
-        """``None`` if a fresh connection gets an answer to PING, else why not."""
-        record = Transcript()
-        end = time.monotonic() + timeout
+        """Restart a server the suite controls after it died."""
+        if not instance.controlled:
+            raise _Down(f"the server died during {after} and the suite cannot restart it")
+        stale = self._live.pop(instance.address, None)
+        if stale is not None:
+            stale.close()
         try:
-            sock = LineSocket.connect(instance.address, "health", record, end, end + 1)
-        except OSError as exc:
-            return f"cannot connect: {exc}"
-        try:
-            for _ in self.dialect.banner:
-                sock.read_line(end)
-            sock.send(b"PING health\n")
-            while True:
-                line = sock.read_line(end)
-                if line.text.upper().startswith(("PONG", "ERR")):
-                    return None
-        except ReadTimeout:
-            return f"no answer to PING within {timeout:.1f} s on a fresh connection"
-        except PeerClosed as exc:
-            return f"a fresh connection was {exc}"
-        except OSError as exc:
-            return f"a fresh connection failed: {exc}"
-        finally:
-            sock.close_quietly()
+            instance.restart()
+        except TargetUnusable as exc:
+            raise _Down(f"the server could not be restarted after {after}: {exc}") from None
 
     # ----------------------------------------------------- what tests need
 
@@ -307,6 +446,10 @@ class Runner:
             idle_timeout=idle_timeout,
             # A robust-only test tolerates dialects even in a strict+robust run.
             strict=o.strict and "strict" in check.profiles,
+            settle=None
+            if check.area in PATIENT_AREAS
+            else self._settle * (2 if check.area in BUSY_AREAS else 1),
+            liveness_timeout=o.liveness_timeout,
         )
 
     def _skip_reason(self, check: Check) -> str | None:
@@ -382,6 +525,7 @@ class Runner:
                 reason=reason,
             )
         if result.outcome in (Outcome.PASS, Outcome.LENIENT):
+            self.report.stale_expectations.append(f"{result.id}: {reason}")
             return replace(
                 result,
                 note=_joined(

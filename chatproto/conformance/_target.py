@@ -11,10 +11,17 @@ Placeholders in a server command: ``{port}``, ``{host}``, ``{idle_timeout}``
 and ``{max_clients}``. They are replaced as plain text (not ``str.format``),
 so shell syntax such as ``${PORT}`` is left alone. ``PORT`` and ``HOST`` are
 also set in the server's environment.
+
+A started server dies with the suite: it is stopped (its whole process group)
+at the end, on SIGTERM/SIGINT/SIGHUP to the suite (see the CLI), and on Linux
+the kernel sends it SIGTERM if the suite itself is killed (``PR_SET_PDEATHSIG``;
+this reaches the shell and what it ``exec``s, not grandchildren).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import re
 import shlex
@@ -25,6 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -46,6 +54,32 @@ BACKENDS = ("threading", "anyio", "gevent")
 _ADDRESS_RE = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|localhost|\[[0-9a-fA-F:]+\]|::1?):(\d{1,5})\b")
 #: Lines of server output kept for reports.
 OUTPUT_LINES = 200
+#: Seconds to wait for a command without ``{port}`` (that does not mention
+#: ``PORT`` either) to listen on the port the suite chose, before saying so.
+NO_PORT_PATIENCE = 3.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, resolved in the parent (the child must not load libraries)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(
+            ctypes.util.find_library("c") or "libc.so.6", use_errno=True
+        ).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _load_prctl()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the suite dies, however it dies."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
 def parse_tcp_url(url: str) -> tuple[str, int]:
@@ -88,6 +122,9 @@ def backend_command(backend: str, *, anyio_backend: str | None = None, extra: st
         "--host {host} --port 0",
         "--idle-timeout {idle_timeout} --max-clients {max_clients}",
         "--log-level warning",
+        # The suite floods on purpose (ROB-51 sends 8 MB to fill a slow reader's
+        # buffers); flood control would only delay it, by design.
+        "--flood-rate 0",
     ]
     if anyio_backend:
         parts.append(f"--anyio-backend {shlex.quote(anyio_backend)}")
@@ -199,11 +236,14 @@ class CommandTarget(Target):
         self._port = 0
         self._stdout: deque[str] = deque(maxlen=OUTPUT_LINES)
         self._stderr: deque[str] = deque(maxlen=OUTPUT_LINES)
+        #: Both streams in arrival order, each line marked ``out|`` or ``err|``.
+        self._output: deque[str] = deque(maxlen=OUTPUT_LINES)
         self._readers: list[threading.Thread] = []
         self._announced = threading.Event()
         self._announced_port = 0
         #: How many times it was started.
         self.starts = 0
+        self._exited_early = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -231,10 +271,30 @@ class CommandTarget(Target):
 
     # ------------------------------------------------------------ lifecycle
 
+    @property
+    def tells_port(self) -> bool:
+        """Whether the command can know the port the suite chose (or prints its own)."""
+        return self.port_from_output or self.has_placeholder("port") or "PORT" in self.command
+
     def start(self) -> None:
+        """Start it; if it exits before accepting connections, try once more on a new port.
+
+        The usual cause is a port taken by someone else between the suite
+        choosing it and the server binding it.
+        """
+        try:
+            self._start_once()
+        except TargetUnusable as first:
+            if not self._exited_early:
+                raise
+            self._start_once(retry_of=str(first))
+
+    def _start_once(self, retry_of: str | None = None) -> None:
+        self._exited_early = False
         self._port = 0 if self.port_from_output else free_port(self.host)
         self._stdout.clear()
         self._stderr.clear()
+        self._output.clear()
         self._announced.clear()
         env = dict(os.environ, PORT=str(self._port), HOST=self.host, PYTHONUNBUFFERED="1")
         self.starts += 1
@@ -247,31 +307,38 @@ class CommandTarget(Target):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                # Only a pre-resolved prctl call runs in the child: no lock, no import.
+                preexec_fn=_die_with_parent if _PRCTL is not None else None,  # noqa: PLW1509
             )
         except OSError as exc:
             raise TargetUnusable(f"cannot start the server: {exc}") from exc
         self._readers = [
             threading.Thread(
-                target=self._pump, args=(self._proc.stdout, self._stdout), daemon=True
+                target=self._pump, args=(self._proc.stdout, self._stdout, "out"), daemon=True
             ),
             threading.Thread(
-                target=self._pump, args=(self._proc.stderr, self._stderr), daemon=True
+                target=self._pump, args=(self._proc.stderr, self._stderr, "err"), daemon=True
             ),
         ]
         for reader in self._readers:
             reader.start()
         try:
             self._wait_ready()
-        except TargetUnusable:
+        except TargetUnusable as exc:
             self.stop()
+            if retry_of is not None:
+                raise TargetUnusable(
+                    f"{exc} (and before that, on another port: {retry_of})"
+                ) from None
             raise
 
-    def _pump(self, stream: IO[bytes] | None, sink: deque[str]) -> None:
+    def _pump(self, stream: IO[bytes] | None, sink: deque[str], label: str) -> None:
         if stream is None:
             return
         for raw in iter(stream.readline, b""):
             text = raw.decode("utf-8", "replace").rstrip("\r\n")
             sink.append(text)
+            self._output.append(f"{label}| {text}")
             if self.port_from_output and not self._announced.is_set():
                 m = _ADDRESS_RE.search(text)
                 if m:
@@ -281,12 +348,23 @@ class CommandTarget(Target):
 
     def _wait_ready(self) -> None:
         """Until it accepts a connection; polls with a deadline."""
-        deadline = time.monotonic() + self.startup_timeout
+        started = time.monotonic()
+        deadline = started + self.startup_timeout
         pause = threading.Event()
         while True:
             why = self.died()
             if why is not None:
+                self._exited_early = True
+                self.wait_for_output()
                 raise TargetUnusable(f"{why} before accepting connections" + self._tail_text())
+            if not self.tells_port and time.monotonic() - started > NO_PORT_PATIENCE:
+                raise TargetUnusable(
+                    f"nothing listens on {self.host}:{self._port} after {NO_PORT_PATIENCE:.0f} s, "
+                    "and the command has no {port} and does not mention PORT: the server cannot "
+                    "know which port to use. Put {port} where it takes its port (or read the PORT "
+                    "environment variable), or pass --port-from-output if it prints HOST:PORT"
+                    + self._tail_text()
+                )
             if time.monotonic() > deadline:
                 what = (
                     "print its address"
@@ -309,7 +387,12 @@ class CommandTarget(Target):
 
     def _tail_text(self) -> str:
         tail = self.output_tail(10)
-        return ("; last lines of its stderr:\n  " + "\n  ".join(tail)) if tail else ""
+        return ("; last lines of its output:\n  " + "\n  ".join(tail)) if tail else ""
+
+    def wait_for_output(self, seconds: float = 1.0) -> None:
+        """Let the output readers catch up with a process that has exited."""
+        for reader in self._readers:
+            reader.join(timeout=seconds)
 
     def died(self) -> str | None:
         proc = self._proc
@@ -364,7 +447,8 @@ class CommandTarget(Target):
         self.start()
 
     def output_tail(self, lines: int = 20) -> list[str]:
-        return list(self._stderr)[-lines:]
+        """The last lines of stdout and stderr, in arrival order, marked ``out|``/``err|``."""
+        return list(self._output)[-lines:]
 
     def stdout_tail(self, lines: int = 20) -> list[str]:
         """The last lines the server wrote to stdout."""

@@ -309,6 +309,14 @@ class LineSocket:
             return True
         return self._buf.find(b"\n", self._scanned) >= 0
 
+    def discard_lines(self) -> None:
+        """Forget every line received so far (a connection kept only to stay logged in)."""
+        self._ready.clear()
+        end = self._buf.rfind(b"\n")
+        if end >= 0:
+            del self._buf[: end + 1]
+            self._scanned = 0
+
     def read_available(self) -> None:
         """Read whatever is waiting without blocking (to notice EOF or lines)."""
         if self.eof or self.closed:

@@ -7,15 +7,22 @@ reports on one HTML page). Owns argument parsing and wiring; the work is done
 by the runner, the probe and the reporters.
 
 Exit codes: 0 conformant for the profile, 1 failures, 2 usage error, 3 target
-unusable.
+unusable. A server the suite started never outlives it: SIGTERM, SIGINT and
+SIGHUP end the run through the same clean-up as a normal end, and output into
+a closed pipe (``| head``) ends it quietly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from ._catalogue import catalogue, find, select
 from ._dialect import VARIANTS
@@ -64,7 +71,18 @@ def _add_target(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--startup-timeout", type=float, default=20.0, metavar="S", help="default 20")
     p.add_argument(
-        "--timeout", type=float, default=5.0, metavar="S", help="wait per expected line (default 5)"
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="longest wait for an expected line (default 5)",
+    )
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="a late line is judged after S seconds if a fresh connection is answered (default 1)",
     )
 
 
@@ -226,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
     profiles = tuple(dict.fromkeys(args.profile or ["core"]))
     try:
         expectations = Expectations.load(args.expectations) if args.expectations else Expectations()
+        expectations.check_known([c.id for c in catalogue()])
     except ExpectationsError as exc:
         raise UsageError(str(exc)) from None
     target = make_target(args)
@@ -241,6 +260,7 @@ def _run(args: argparse.Namespace) -> int:
         assumed_idle_timeout=args.idle_timeout,
         short_idle_timeout=args.short_idle_timeout,
         line_timeout=args.timeout,
+        settle=args.settle,
         absence=args.absence,
         max_line_bytes=args.max_line_bytes,
         implementation=args.name or "",
@@ -273,7 +293,7 @@ def _probe(args: argparse.Namespace) -> int:
     target = make_target(args)
     try:
         target.start()
-        found = probe(target.address, timeout=args.timeout)
+        found = probe(target.address, timeout=args.timeout, settle=args.settle)
     except TargetUnusable as exc:
         print(f"target unusable: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
@@ -282,6 +302,8 @@ def _probe(args: argparse.Namespace) -> int:
     print(f"dialect of {target.description} ({found.seconds:.2f} s):")
     for line in format_dialect(found.dialect):
         print(line)
+    if found.deadlock is not None:
+        print(f"DEADLOCK: {found.deadlock}")
     if args.verbose:
         print("\ntranscript:")
         for line in found.transcript.lines():
@@ -349,20 +371,81 @@ def _matrix(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class Stopped(Exception):  # noqa: N818  (a request, not an error)
+    """The suite got SIGTERM or SIGHUP: unwind, stopping what it started."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Stopped` in the main thread (SIGINT already raises).
+
+    Unwinding runs the runner's ``finally``, which stops every server it
+    started. Only installed from the main thread (signals cannot be handled
+    elsewhere), and the previous handlers come back afterwards.
+    """
+    if sys.platform == "win32" or not _main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Stopped(signum)
+
+    wanted = (signal.SIGTERM, signal.SIGHUP)
+    old: dict[int, Callable[[int, FrameType | None], object] | int | None] = {
+        s: signal.signal(s, handler) for s in wanted
+    }
+    try:
+        yield
+    finally:
+        for s, previous in old.items():
+            signal.signal(s, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _quiet_broken_pipe() -> None:
+    """stdout's reader went away (``| head``): send the rest of our output nowhere."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+#: Exit code after a closed pipe, as a shell reports a process killed by SIGPIPE.
+EXIT_PIPE = 128 + 13
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"run": _run, "probe": _probe, "list": _list, "explain": _explain, "matrix": _matrix}
     try:
-        return handlers[args.command](args)
+        with stop_on_signals():
+            code = handlers[args.command](args)
+            sys.stdout.flush()
+            return code
     except UsageError as exc:
         parser.print_usage(sys.stderr)
         print(f"chatproto-conformance: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        return EXIT_PIPE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_FAILURES
+    except Stopped as stopped:
+        print(f"stopped by {stopped}", file=sys.stderr)
+        return 128 + stopped.signum
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 
-from .._context import TestContext
+from .._context import NotImplementedFeature, TestContext
 from .._registry import check
+from .._wire import PeerClosed, ReadTimeout
 
 
 def _timeout(t: TestContext) -> float:
@@ -94,3 +95,42 @@ def partial_bytes_do_not_reset(t: TestContext) -> None:
         got=f"after {waited:.2f} s",
     )
     a.expect_closed()
+
+
+@check(
+    "IDL-54",
+    "idle-clients-closed",
+    "12.2",
+    profiles="core",
+    needs="idle",
+    feature="idle",
+    budget=30,
+    cause="the idle timeout closes too early",
+)
+def idle_clients_closed(t: TestContext) -> None:
+    """A silent user is disconnected after the idle timeout, not before.
+
+    The README's Bonus idle timeout, with any notice (or none) before the
+    close. Nobody else speaks meanwhile (some servers count their own output
+    as activity). A server that never closes a silent connection has no idle
+    timeout: NOT-IMPLEMENTED, not a failure.
+    """
+    idle = _timeout(t)
+    (a,) = t.users("a")
+    started = time.monotonic()
+    a.final_check = False
+    t.note("", f"a stays silent for up to {idle * 2 + 1:.1f} s")
+    while True:
+        try:
+            a.wire.read_line(min(started + idle * 2 + 1, t.hard_end))
+        except ReadTimeout:
+            raise NotImplementedFeature("idle") from None
+        except PeerClosed:
+            break
+    waited = time.monotonic() - started
+    t.require(
+        waited >= idle * 0.9,
+        f"a was disconnected after {waited:.2f} s, before the idle timeout of {idle:g} s",
+        expected=f"disconnected after {idle:g} s",
+        got=f"after {waited:.2f} s",
+    )

@@ -6,7 +6,13 @@ from .._context import TestContext
 from .._registry import check
 
 
-@check("MSG-51", "fan-out", "6.1 6.2", profiles="core strict")
+@check(
+    "MSG-51",
+    "fan-out",
+    "6.1 6.2",
+    profiles="core strict",
+    cause="MSG is not broadcast as MSG <sender> <text>",
+)
 def fan_out(t: TestContext) -> None:
     """A MSG reaches every other logged-in user as ``MSG <sender> <text>``; the sender gets nothing.
 
@@ -19,7 +25,13 @@ def fan_out(t: TestContext) -> None:
     t.quiet(a)
 
 
-@check("MSG-52", "not-to-anonymous", "6.1", profiles="core strict")
+@check(
+    "MSG-52",
+    "not-to-anonymous",
+    "6.1",
+    profiles="core strict",
+    cause="MSG reaches connections that did not log in",
+)
 def not_to_anonymous(t: TestContext) -> None:
     """A connection that has not logged in gets no MSG."""
     a, b = t.users("a", "b")
@@ -30,7 +42,13 @@ def not_to_anonymous(t: TestContext) -> None:
     t.absent(d, why="a MSG must not reach a connection that is not logged in")
 
 
-@check("MSG-53", "order-kept", "1.7 6.1", profiles="core strict")
+@check(
+    "MSG-53",
+    "order-kept",
+    "1.7 6.1",
+    profiles="core strict",
+    cause="lines after the first in one packet are not processed",
+)
 def order_kept(t: TestContext) -> None:
     """100 MSGs sent back to back arrive complete and in order."""
     a, b = t.users("a", "b")

@@ -20,7 +20,14 @@ def _check_listing(t: TestContext, got: list[str], want: list[str]) -> None:
     )
 
 
-@check("WHO-51", "lists-logged-in", "9.1", profiles="core strict")
+@check(
+    "WHO-51",
+    "lists-logged-in",
+    "9.1",
+    profiles="core strict",
+    feature="who",
+    cause="WHO does not list exactly the logged-in users",
+)
 def lists_logged_in(t: TestContext) -> None:
     """WHO lists every logged-in user, the asker included, in login order; not anonymous ones.
 
@@ -31,7 +38,14 @@ def lists_logged_in(t: TestContext) -> None:
     _check_listing(t, b.who(), [a.name, b.name, c.name])
 
 
-@check("WHO-52", "leaver-not-listed", "8.2 9.1", profiles="core strict")
+@check(
+    "WHO-52",
+    "leaver-not-listed",
+    "8.2 9.1",
+    profiles="core strict",
+    feature="who",
+    cause="a user who left is still listed",
+)
 def leaver_not_listed(t: TestContext) -> None:
     """Once its leave notice is out, a user who left is no longer listed."""
     a, b, c = t.users("a", "b", "c")

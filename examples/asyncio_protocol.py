@@ -9,13 +9,19 @@ the :class:`chatproto.ChatServer`. It keeps the same adapter contract (see the
   ``service`` pass with ``call_soon``, so all the reads of one loop iteration
   are fed before anything is drained, and the lines they produce for one
   recipient leave in one write;
+* a connection whose input the core does not take now (flood control,
+  backpressure: :meth:`~chatproto.ChatServer.take_reading_changes`) is paused
+  with ``pause_reading`` until the core says otherwise;
 * a connection's output is taken from the core only while its transport can
-  take more (``pause_writing``/``resume_writing``), so a backlog stays in the
-  core, where the slow-consumer cap measures it;
+  take more (``pause_writing``/``resume_writing``), in chunks, so a backlog
+  stays in the core, where the slow-consumer limits measure it;
+* a connection the core refuses (server full) gets its one line and is closed
+  at once;
 * it closes when :meth:`~chatproto.ChatServer.close_mode` says so: after the
   output (a lingering close: FIN, then wait for the peer's, bounded by the
   core's ``close_timeout``), or at once with ``abort``;
-* one ``call_at`` timer follows :meth:`~chatproto.ChatServer.next_deadline`;
+* one ``call_at`` timer follows :meth:`~chatproto.ChatServer.next_deadline`,
+  set again whenever :meth:`~chatproto.ChatServer.deadline_moved` says so;
 * SIGINT/SIGTERM shut down gracefully: ``INFO server-shutdown`` to everyone,
   then wait until every connection is closed.
 
@@ -33,7 +39,9 @@ import signal
 import sys
 from typing import cast
 
-from chatproto import ChatServer, CloseMode, ConnId, ServerConfig
+from chatproto import ChatServer, CloseMode, ConnectionRefused, ConnId, ServerConfig
+
+CHUNK = 65536  # taken from the core at a time, so that progress is seen per chunk
 
 
 class AsyncioChatServer:
@@ -46,7 +54,6 @@ class AsyncioChatServer:
         self.listener: asyncio.AbstractServer | None = None
         self._service_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
         #: Set once shutdown has begun and every connection is gone.
         self.closed = asyncio.Event()
 
@@ -63,27 +70,32 @@ class AsyncioChatServer:
     def service(self) -> None:
         """Act on every connection the core has news for, then re-arm the timer."""
         self._service_scheduled = False
+        for conn, read in self.core.take_reading_changes():
+            protocol = self.protocols.get(conn)
+            if protocol is not None and protocol.transport is not None:
+                if read:
+                    protocol.transport.resume_reading()
+                else:
+                    protocol.transport.pause_reading()
         for conn in self.core.take_ready():
             protocol = self.protocols.get(conn)
             if protocol is not None:
                 protocol.flush()
-        self._arm_timer()
+        if self.core.deadline_moved():
+            self._arm_timer()
         if self.core.is_shutting_down and self.core.connection_count == 0:
             self.closed.set()
 
     def _arm_timer(self) -> None:
-        deadline = self.core.next_deadline()
-        if deadline == self._timer_at:
-            return
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = deadline
+        deadline = self.core.next_deadline()
         self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
-        self._timer_at = None
         self.core.handle_timeout(self.loop.time())
+        self._arm_timer()
         self.service()
 
     def stop(self) -> None:
@@ -114,10 +126,15 @@ class ChatProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport; uvloop's does not subclass asyncio.Transport.
         self.transport = cast(asyncio.Transport, transport)
-        self.conn = self.core.connection_made(self.server.loop.time())
+        admitted = self.core.accept(self.server.loop.time())
+        if isinstance(admitted, ConnectionRefused):
+            # Beyond max_clients or during shutdown: one line, then close at
+            # once, without waiting for the client.
+            self.transport.write(admitted.data)
+            self.transport.close()
+            return
+        self.conn = admitted
         self.server.protocols[self.conn] = self
-        # Beyond max_clients or during shutdown, the core has queued the
-        # reason and wants the connection closed: service() does it.
         self.server.schedule_service()
 
     def data_received(self, data: bytes) -> None:
@@ -125,6 +142,8 @@ class ChatProtocol(asyncio.Protocol):
         self.server.schedule_service()
 
     def eof_received(self) -> bool:
+        if not self.conn:
+            return False  # refused: it is closing already
         self.peer_eof = True
         self.core.receive_eof(self.conn, self.server.loop.time())
         self.server.schedule_service()
@@ -141,6 +160,8 @@ class ChatProtocol(asyncio.Protocol):
         self.server.schedule_service()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self.conn:
+            return  # refused: the core never knew it
         self.server.protocols.pop(self.conn, None)
         self.core.connection_lost(self.conn, self.server.loop.time())
         self.server.schedule_service()
@@ -153,8 +174,9 @@ class ChatProtocol(asyncio.Protocol):
         if mode is CloseMode.NOW:
             transport.abort()  # connection_lost follows
             return
+        now = self.server.loop.time()
         while self.writable:
-            data = self.core.data_to_send(self.conn)
+            data = self.core.data_to_send(self.conn, now=now, max_bytes=CHUNK)
             if not data:
                 break
             transport.write(data)  # may call pause_writing at once
@@ -191,10 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=4000)
     parser.add_argument("--idle-timeout", type=float, default=60.0)
     parser.add_argument("--max-outbound-bytes", type=int, default=1024 * 1024)
+    parser.add_argument("--flood-rate", type=float, default=50.0, help="lines/s; 0: off")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
     args = parser.parse_args(argv)
     config = ServerConfig(
-        idle_timeout=args.idle_timeout, max_outbound_bytes=args.max_outbound_bytes
+        idle_timeout=args.idle_timeout,
+        max_outbound_bytes=args.max_outbound_bytes,
+        flood_rate=args.flood_rate,
     )
     if args.uvloop:
         try:

@@ -305,8 +305,9 @@ def test_asyncio_example_drops_a_slow_consumer(kind: str) -> None:
     # buffers and the transport's buffer are full, the transport pauses
     # writing, output piles up in the core, and the core's cap drops it.
     cap = 64 * 1024
+    args = ("--max-outbound-bytes", str(cap), "--flood-rate", "0")
     with (
-        start_server(kind, "--max-outbound-bytes", str(cap)) as (server, port),
+        start_server(kind, *args) as (server, port),
         LineClient(port) as talker,
         LineClient(port, rcvbuf=4096) as sleeper,
     ):
@@ -323,6 +324,7 @@ def test_asyncio_example_drops_a_slow_consumer(kind: str) -> None:
         talker.send("WHO")
         assert talker.sync() == ["USER talker"]
         talker.close()
+        sleeper.close()  # else the server waits close_timeout for its FIN
         assert server.interrupt() == 0
 
 

@@ -313,3 +313,58 @@ def test_replies_before_quit_survive_more_input_after_it(flavour: list[str]) -> 
         assert lines == [f"PONG {token}"] * 100 + ["OK"]
         c.close()
         server.stop()
+
+
+# ---------------------------------------------- 5. no thread to be had
+
+
+def test_threading_refuses_a_connection_it_has_no_thread_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 10, measured 5: ``can't start new thread`` escaped the accept loop (exit 1).
+
+    A task limit is simulated in this process: reader threads past the
+    fifth fail to start, as they do under a service manager's TasksMax. The
+    connection that found no thread is told ``ERR server-full`` and closed;
+    the others, and later ones once threads are free, are served.
+    """
+    from chatproto.adapters import threading as adapter  # noqa: PLC0415 - test only
+
+    started = threading.Semaphore(5)
+
+    class LimitedThread(threading.Thread):
+        def start(self) -> None:
+            if self.name != "chatproto-writer" and not started.acquire(blocking=False):
+                raise RuntimeError("can't start new thread")
+            super().start()
+
+        def run(self) -> None:
+            try:
+                super().run()
+            finally:
+                if self.name != "chatproto-writer":
+                    started.release()
+
+    server = adapter.ThreadingServer()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    serving = threading.Thread(target=server.serve, args=(listener,), daemon=True)
+    serving.start()
+    # From now on, threads the adapter starts are limited (this one is not).
+    monkeypatch.setattr(threading, "Thread", LimitedThread)
+    try:
+        served = [Client(port).login(f"u{i}") for i in range(5)]
+        extra = Client(port)
+        assert extra.wait_eof() == ["ERR server-full try again later"]
+        for c in served:
+            c.sync()  # everyone else is still served
+        served.pop().close()
+        wait_for(lambda: started._value > 0, "a reader thread to end")
+        later = Client(port).login("later")
+        later.sync()
+        for c in [*served, extra, later]:
+            c.close()
+    finally:
+        server.shutdown()
+        serving.join(DEADLINE)
+    assert not serving.is_alive()

@@ -6,8 +6,8 @@ current time, drain the bytes it wants sent. Three layers, each usable alone:
 * :class:`LineBuffer`: framing and the line-length limit.
 * :class:`ServerSession` / :class:`ClientSession`: one connection's state
   machine, server side and client side.
-* :class:`ChatServer`: the room: registry, routing, output buffers, idle
-  timeouts, limits and shutdown.
+* :class:`ChatServer`: the room: registry, routing, output buffers, flow
+  control, idle timeouts, limits and shutdown.
 
 Adapters that wire the core to real sockets live in ``chatproto.adapters``; the
 tools in ``chatproto.cli`` and ``chatproto.conformance``. Importing
@@ -58,6 +58,7 @@ from ._replies import (
     Pong,
     ServerLine,
     ServerShutdown,
+    SlowConsumer,
     UnknownLine,
     User,
     UserDisconnected,
@@ -65,7 +66,6 @@ from ._replies import (
     encode_server_line,
     parse_server_line,
 )
-from ._room import Room
 from ._server import ChatServer
 from ._server_session import BadCommand, ServerSession, SessionState
 
@@ -108,7 +108,6 @@ __all__ = [
     "Ping",
     "Pong",
     "Quit",
-    "Room",
     "SendDirect",
     "SendMessage",
     "ServerConfig",
@@ -117,6 +116,7 @@ __all__ = [
     "ServerSession",
     "ServerShutdown",
     "SessionState",
+    "SlowConsumer",
     "UnknownLine",
     "User",
     "UserDisconnected",

@@ -1,15 +1,19 @@
 """Client-to-server commands: the typed form of every line a client sends.
 
-Owns: the command dataclasses, validating them when a program builds one, and
-encoding them to bytes. The server side turns bytes into these objects in
-:mod:`chatproto._server_session`, through a fast path that skips the checks it
-has already made.
+Owns the client-to-server grammar: the command dataclasses, validating them
+when a program builds one, encoding them to bytes, and what the server's
+parser reads a line with: the command words (:data:`VERBS`), the kind codes
+it dispatches on (:class:`Kind`), and the text rules (:data:`USERNAME_RE`,
+:data:`CONTROL_RE`). :mod:`chatproto._server_session` applies these per
+session state, and builds these objects through a fast path that skips the
+checks it has already made.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Final, TypeVar, Union
 
 __all__ = [
@@ -106,6 +110,46 @@ class Quit:
 
 
 Command = Union[Login, SendMessage, SendDirect, ListUsers, Ping, Help, Quit]
+
+
+class Kind(IntEnum):
+    """What a client line is, in the cheap form the server dispatches on.
+
+    Private to the core (the public form is a :data:`Command`): an ``int``,
+    because the server compares one per line on its hottest path.
+    """
+
+    MSG = 0
+    PING = 1
+    #: A line refused before it meant anything: its payload is the ErrorCode.
+    BAD = 2
+    LOGIN = 3
+    DM = 4
+    WHO = 5
+    HELP = 6
+    QUIT = 7
+
+
+#: The command words (§3.3), as sent; matched case-insensitively (§3.2).
+VERBS: Final = {
+    b"MSG": Kind.MSG,
+    b"PING": Kind.PING,
+    b"LOGIN": Kind.LOGIN,
+    b"DM": Kind.DM,
+    b"WHO": Kind.WHO,
+    b"HELP": Kind.HELP,
+    b"QUIT": Kind.QUIT,
+}
+#: The public command type of each kind.
+COMMAND_OF: Final[dict[Kind, type]] = {
+    Kind.MSG: SendMessage,
+    Kind.PING: Ping,
+    Kind.LOGIN: Login,
+    Kind.DM: SendDirect,
+    Kind.WHO: ListUsers,
+    Kind.HELP: Help,
+    Kind.QUIT: Quit,
+}
 
 _C = TypeVar("_C")
 _new = object.__new__

@@ -1,23 +1,55 @@
 """One connection's bookkeeping inside :class:`~chatproto.ChatServer`.
 
-Owns nothing of its own: a record of slots that the server reads and writes on
-its hot paths (attribute access on a slotted object is the cheapest Python
-has). Private: the public handle of a connection is its
-:data:`~chatproto.ConnId`.
+Owns: the record of slots the server reads and writes on its hot paths
+(attribute access on a slotted object is the cheapest Python has), and the
+close-mode state machine, :data:`MODE_TRANSITIONS`: the only way a
+connection's :class:`~chatproto.CloseMode` changes. Private: the public
+handle of a connection is its :data:`~chatproto.ConnId`.
+
+One owner per fact: the connection's close mode says whether it is open,
+closing after its output, or being cut off; its session says only how far
+the login got (and what a line means); the user's name is the session's
+``username``; the lines that name the user are its :class:`UserLines`.
 """
 
 from __future__ import annotations
 
 import math
+from enum import IntEnum
+from typing import Final
 
 from ._events import CloseMode, CloseReason, ConnId
 from ._framing import LineTooLong
+from ._replies import UserLines
 from ._server_session import ServerSession
 
-__all__ = ["Connection", "Line"]
+__all__ = ["MODE_TRANSITIONS", "Connection", "Line", "Timer"]
 
 #: A framed line waiting to be executed (or the marker of an over-long one).
 Line = bytes | LineTooLong
+
+_OPEN, _AFTER_FLUSH, _NOW = CloseMode.OPEN, CloseMode.AFTER_FLUSH, CloseMode.NOW
+
+#: (close mode, trigger) -> next close mode. Rules: a connection starts OPEN;
+#: ``close`` lets it take its output first (QUIT, idle, half-close, slow
+#: consumer, shutdown...); ``abort`` cuts it off (a reset, an overflow while
+#: closing, close_timeout over). A connection never reopens. Anything not
+#: listed is a bug in the core.
+MODE_TRANSITIONS: Final[dict[tuple[CloseMode, str], CloseMode]] = {
+    (_OPEN, "close"): _AFTER_FLUSH,
+    (_OPEN, "abort"): _NOW,
+    (_AFTER_FLUSH, "abort"): _NOW,
+    (_NOW, "abort"): _NOW,
+}
+
+
+class Timer(IntEnum):
+    """What an entry ``(deadline, conn id, kind)`` of the server's timer heap is for."""
+
+    IDLE = 0
+    CLOSE = 1
+    CONGESTION = 2
+    TOKENS = 3
 
 
 class Connection:
@@ -38,7 +70,6 @@ class Connection:
         "lines",
         "mode",
         "msg_prefix",
-        "name",
         "out",
         "queued",
         "reading",
@@ -47,7 +78,7 @@ class Connection:
         "session",
         "stalled",
         "tokens",
-        "user_line",
+        "user",
         "waiters",
         "waiting_on",
     )
@@ -55,22 +86,25 @@ class Connection:
     def __init__(self, conn: ConnId, session: ServerSession, now: float, tokens: float) -> None:
         self.id = conn
         self.session = session
-        self.lines = session.lines
+        # The session's framer and parser, for the hot path (the core's own
+        # cheap form of ServerSession.receive_data).
+        self.lines = session._lines
         self.last_seen = now
         #: Chunks waiting for data_to_send: shared broadcast lines, replies,
         #: and at shutdown memoryviews into one shared block.
         self.out: list[bytes | memoryview] = []
         self.queued = 0
-        self.mode = CloseMode.OPEN
+        #: Changed only by :meth:`transition` (MODE_TRANSITIONS).
+        self.mode = _OPEN
         self.reason: CloseReason | None = None
         self.close_deadline = 0.0
         #: Whether this connection counts against max_clients.
         self.counted = False
-        self.name: str | None = None
-        # Encoded once at login, for the hot paths.
+        #: The lines naming this user, from login on.
+        self.user: UserLines | None = None
+        # Hot-path copies of user.msg_prefix and user.dm_prefix.
         self.msg_prefix = b""
         self.dm_prefix = b""
-        self.user_line = b""
 
         # -- input flow control (docs/protocol.md §16)
         #: Lines received and framed but not executed yet, in order; ``None``
@@ -91,7 +125,7 @@ class Connection:
         #: The end of stream arrived while lines were held: close after them.
         self.eof_pending = False
 
-        # -- output congestion (docs/protocol.md §12.3)
+        # -- output congestion (docs/protocol.md §12.3, §16.3)
         #: Queued past the high-water mark, and not yet drained down to the
         #: low-water mark.
         self.congested = False
@@ -106,3 +140,12 @@ class Connection:
         self.stalled = False
         #: Senders waiting for this connection to drain.
         self.waiters: list[Connection] = []
+
+    @property
+    def name(self) -> str | None:
+        """The user logged in on this connection (the session owns it)."""
+        return self.session.username
+
+    def transition(self, trigger: str) -> None:
+        """Change the close mode as :data:`MODE_TRANSITIONS` says (nothing else does)."""
+        self.mode = MODE_TRANSITIONS[(self.mode, trigger)]

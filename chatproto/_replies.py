@@ -1,9 +1,12 @@
 """Server-to-client lines: the typed form of everything a server sends.
 
 Owns: the dataclasses for each line of docs/protocol.md §14, encoding them, and
-parsing them back on the client side. Parsing is tolerant, because clients
-talk to third-party servers too: a line chatproto would never send becomes an
-:class:`UnknownLine` (or a generic :class:`Info`), never an exception.
+parsing them back on the client side; and the encoded forms the server's hot
+paths use (:data:`OK_LINE`, :class:`UserLines`...), derived here from the same
+encoder so that a line's wire form is spelled in this module only. Parsing is
+tolerant, because clients talk to third-party servers too: a line chatproto
+would never send becomes an :class:`UnknownLine` (or a generic :class:`Info`),
+never an exception.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "Pong",
     "ServerLine",
     "ServerShutdown",
+    "SlowConsumer",
     "UnknownLine",
     "User",
     "UserDisconnected",
@@ -118,6 +122,11 @@ class ServerShutdown:
 
 
 @dataclass(frozen=True, slots=True)
+class SlowConsumer:
+    """``INFO slow-consumer``: the server is dropping this connection (§12.3)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Info:
     """Any other ``INFO <text>`` line, such as the ``HELP`` answer."""
 
@@ -142,6 +151,7 @@ ServerLine = Union[
     UserDisconnected,
     IdleTimeout,
     ServerShutdown,
+    SlowConsumer,
     Info,
     UnknownLine,
 ]
@@ -169,6 +179,8 @@ def encode_server_line(event: ServerLine) -> bytes:
         line = "INFO idle-timeout"
     elif isinstance(event, ServerShutdown):
         line = "INFO server-shutdown"
+    elif isinstance(event, SlowConsumer):
+        line = "INFO slow-consumer"
     elif isinstance(event, Info):
         line = f"INFO {event.text}"
     elif isinstance(event, UnknownLine):
@@ -178,9 +190,45 @@ def encode_server_line(event: ServerLine) -> bytes:
     return (line + "\n").encode("utf-8")
 
 
-def encode_error(code: ErrorCode) -> bytes:
-    """``ERR <token> <text>\\n`` for one of chatproto's own error codes."""
-    return f"ERR {code.value} {code.text}\n".encode()
+# ------------------------------------------------------------------------
+# The encoded forms the server sends most, derived from encode_server_line
+# once, at import (or once per login, for the lines that name a user).
+
+#: ``OK``, ``PONG`` and the fixed ``INFO`` lines.
+OK_LINE: Final = encode_server_line(Ok())
+PONG_LINE: Final = encode_server_line(Pong())
+#: What ``PONG <token>`` starts with (the token is copied byte for byte).
+PONG_PREFIX: Final = encode_server_line(Pong(""))[:-1]
+HELP_LINE: Final = encode_server_line(Info(HELP_TEXT))
+IDLE_LINE: Final = encode_server_line(IdleTimeout())
+SHUTDOWN_LINE: Final = encode_server_line(ServerShutdown())
+SLOW_CONSUMER_LINE: Final = encode_server_line(SlowConsumer())
+#: ``ERR <token> <text>`` for each of chatproto's own error codes.
+ERROR_LINES: Final = {code: encode_server_line(Error(code.value, code.text)) for code in ErrorCode}
+
+
+@dataclass(frozen=True, slots=True)
+class UserLines:
+    """Every line that names one user, encoded once when the user logs in."""
+
+    #: ``MSG <name> `` and ``DM <name> ``: the text follows, byte for byte.
+    msg_prefix: bytes
+    dm_prefix: bytes
+    #: ``USER <name>``, ``INFO <name> joined``, ``INFO <name> disconnected``.
+    user: bytes
+    joined: bytes
+    disconnected: bytes
+
+    @classmethod
+    def of(cls, name: str) -> UserLines:
+        """The lines for ``name`` (as registered)."""
+        return cls(
+            encode_server_line(MessageReceived(name, ""))[:-1],
+            encode_server_line(DirectReceived(name, ""))[:-1],
+            encode_server_line(User(name)),
+            encode_server_line(UserJoined(name)),
+            encode_server_line(UserDisconnected(name)),
+        )
 
 
 def parse_server_line(line: bytes | str) -> ServerLine:
@@ -221,6 +269,8 @@ def _parse_info(rest: str) -> ServerLine:
         return IdleTimeout()
     if rest == "server-shutdown":
         return ServerShutdown()
+    if rest == "slow-consumer":
+        return SlowConsumer()
     name, sep, what = rest.partition(" ")
     if sep and " " not in what:
         if what == "joined":

@@ -19,66 +19,48 @@ import heapq
 import math
 from typing import Final
 
+from ._commands import Kind
 from ._config import ServerConfig
-from ._connection import Connection, Line
+from ._connection import Connection, Timer
 from ._errors import ErrorCode, LocalProtocolError
 from ._events import (
     CloseMode,
     CloseReason,
-    CommandRejected,
     ConnectionClosed,
     ConnectionRefused,
     ConnId,
-    DirectMessageSent,
-    FloodLimited,
-    InputPaused,
-    InputResumed,
-    MessageBroadcast,
     PauseCause,
     ServerEvent,
-    UserLeft,
-    UserLoggedIn,
 )
-from ._replies import HELP_TEXT, encode_error
+from ._replies import (
+    ERROR_LINES,
+    IDLE_LINE,
+    SHUTDOWN_LINE,
+)
 from ._room import Room
-from ._server_session import BAD as _BAD_K
-from ._server_session import DM as _DM_K
-from ._server_session import HELP as _HELP_K
-from ._server_session import LOGIN as _LOGIN_K
-from ._server_session import MSG as _MSG_K
-from ._server_session import PING as _PING_K
-from ._server_session import WHO as _WHO_K
+from ._routing import Routing
 from ._server_session import ServerSession
 
 __all__ = ["ChatServer"]
 
-_OK: Final = b"OK\n"
-_PONG: Final = b"PONG\n"
-_HELP_LINE: Final = f"INFO {HELP_TEXT}\n".encode()
-_IDLE_LINE: Final = b"INFO idle-timeout\n"
-_SHUTDOWN_LINE: Final = b"INFO server-shutdown\n"
-_SLOW_LINE: Final = b"INFO slow-consumer\n"
-_ERR: Final = {code: encode_error(code) for code in ErrorCode}
-_FULL: Final = ConnectionRefused(CloseReason.SERVER_FULL, _ERR[ErrorCode.SERVER_FULL])
-_GOING: Final = ConnectionRefused(CloseReason.SHUTDOWN, _SHUTDOWN_LINE)
+_FULL: Final = ConnectionRefused(CloseReason.SERVER_FULL, ERROR_LINES[ErrorCode.SERVER_FULL])
+_GOING: Final = ConnectionRefused(CloseReason.SHUTDOWN, SHUTDOWN_LINE)
 
 _OPEN, _AFTER_FLUSH, _NOW = CloseMode.OPEN, CloseMode.AFTER_FLUSH, CloseMode.NOW
-_FLOOD, _BACKPRESSURE = PauseCause.FLOOD, PauseCause.BACKPRESSURE
-
-# What a timer entry (deadline, conn id, kind) is for. Entries go stale when a
-# connection is active, drains or is gone; handle_timeout re-checks each one,
-# so activity costs an attribute write instead of a heap update.
-_IDLE, _CLOSE, _CONGESTION, _TOKENS = range(4)
-#: A flood-limited connection is woken when it can run this share of a second
-#: of its rate at once: ten wake-ups a second at most, whatever the rate.
-_TOKEN_BATCH: Final = 0.1
-#: A line runs when the budget holds this much. Not 1.0: a budget topped up at
-#: exactly the computed instant can fall a rounding error short of 1.0, and
-#: must not wait for another wake-up (or loop at the same instant).
-_LINE_COST: Final = 1.0 - 1e-6
+_BACKPRESSURE = PauseCause.BACKPRESSURE
+# The kinds, as locals of this module: compared once per line with "is".
+_MSG, _PING, _BAD, _LOGIN, _DM, _WHO, _HELP = (
+    Kind.MSG,
+    Kind.PING,
+    Kind.BAD,
+    Kind.LOGIN,
+    Kind.DM,
+    Kind.WHO,
+    Kind.HELP,
+)
 
 
-class ChatServer:
+class ChatServer(Routing):
     """A chat room and its connections, as a pure state machine.
 
     The adapter's side of the contract, in order:
@@ -140,7 +122,7 @@ class ChatServer:
         self._blocker: Connection | None = None
         #: Senders whose wait is over, resumed by the next handle_timeout.
         self._runnable: list[Connection] = []
-        self._timers: list[tuple[float, int, int]] = []
+        self._timers: list[tuple[float, int, Timer]] = []
         #: The deadline last handed out by next_deadline (see deadline_moved).
         self._announced = math.inf
         #: The latest time any call brought; drains have no ``now`` of their own.
@@ -215,7 +197,7 @@ class ChatServer:
         Only valid before any input was fed for ``conn``.
         """
         c = self._live(conn)
-        if c is None or c.mode is not _OPEN or c.name is not None:
+        if c is None or c.mode is not _OPEN or c.user is not None:
             raise LocalProtocolError(
                 f"connection {conn} is not a fresh, open connection; refuse() takes "
                 "one just returned by accept()"
@@ -294,11 +276,9 @@ class ChatServer:
             return []
         self._now = now
         if c.held is not None:
-            c.lines.feed_eof()
-            c.eof_pending = True
-            return self._finish(now)
-        c.session.receive_eof()
-        self._begin_close(c, CloseReason.PEER_CLOSED, now)
+            c.eof_pending = True  # the held lines run first (_resume)
+        else:
+            self._end_of_stream(c, now)
         return self._finish(now)
 
     def connection_lost(self, conn: ConnId, now: float) -> list[ServerEvent]:
@@ -313,7 +293,7 @@ class ChatServer:
             return []
         self._now = now
         if c.mode is _OPEN:
-            self._begin_close(c, CloseReason.CONNECTION_LOST, now, _NOW)
+            self._begin_close(c, CloseReason.CONNECTION_LOST, now, "abort")
         del self._conns[conn]
         c.out.clear()
         c.queued = 0
@@ -337,7 +317,7 @@ class ChatServer:
         self._shutting_down = True
         self._now = now
         members = list(self._room.members())
-        lines = [b"INFO " + m.user_line[5:-1] + b" disconnected\n" for m in members]
+        lines = [m.user.disconnected for m in members if m.user is not None]
         block = memoryview(b"".join(lines))
         spans: dict[ConnId, tuple[int, int]] = {}
         offset = 0
@@ -352,9 +332,9 @@ class ChatServer:
                 # Already closing (QUIT, idle, slow consumer...): it is still
                 # told, after what it was owed, unless it is being cut off.
                 if c.mode is _AFTER_FLUSH:
-                    self._queue(c, _SHUTDOWN_LINE)
+                    self._queue(c, SHUTDOWN_LINE)
                 continue
-            self._queue(c, _SHUTDOWN_LINE)
+            self._queue(c, SHUTDOWN_LINE)
             span = spans.get(c.id)
             if span is not None:
                 start, end = span
@@ -402,21 +382,21 @@ class ChatServer:
             c = self._conns.get(ConnId(cid))
             if c is None:
                 continue
-            if kind == _IDLE:
+            if kind is Timer.IDLE:
                 if c.mode is _OPEN:
                     due = c.last_seen + cfg.idle_timeout
                     if due > now:
-                        heapq.heappush(timers, (due, cid, _IDLE))
+                        heapq.heappush(timers, (due, cid, Timer.IDLE))
                     elif c.held:
                         # Lines are waiting to run: it is not idle.
-                        heapq.heappush(timers, (now + cfg.idle_timeout, cid, _IDLE))
+                        heapq.heappush(timers, (now + cfg.idle_timeout, cid, Timer.IDLE))
                     else:
-                        self._queue(c, _IDLE_LINE)
+                        self._queue(c, IDLE_LINE)
                         self._begin_close(c, CloseReason.IDLE_TIMEOUT, now)
-            elif kind == _CLOSE:
+            elif kind is Timer.CLOSE:
                 if c.mode is _AFTER_FLUSH and c.close_deadline <= now:
                     self._abort(c)  # its grace is over: drop what it did not take
-            elif kind == _TOKENS:
+            elif kind is Timer.TOKENS:
                 if c.mode is _OPEN and c.held is not None and c.waiting_on is None:
                     self._resume(c, now)
             elif deadline == c.congestion_due:  # others are stale
@@ -503,205 +483,6 @@ class ChatServer:
         c = self._conns.get(conn)
         return None if c is None else c.reason
 
-    # ------------------------------------------------------------- commands
-
-    def _run(self, c: Connection, lines: list[Line], now: float) -> None:
-        """Execute ``lines`` of ``c`` in order, until done or told to wait.
-
-        The hot path of every server: the common cases are inlined (the PING
-        reply, the broadcast, the flood budget).
-        """
-        events = self._events
-        parse = c.session.parse
-        tokens = c.tokens
-        count = len(lines)
-        i = 0
-        self._blocker = None
-        while i < count:
-            if tokens < _LINE_COST:
-                c.tokens = tokens
-                self._hold_for_tokens(c, lines[i:], now)
-                return
-            tokens -= 1.0
-            kind, arg = parse(lines[i])
-            i += 1
-            if kind == _MSG_K:
-                sent = self._broadcast(c.msg_prefix + arg + b"\n", c)
-                if self._message_events:
-                    assert c.name is not None
-                    events.append(MessageBroadcast(c.id, c.name, arg.decode("utf-8"), sent))
-            elif kind == _PING_K:
-                self._queue(c, b"PONG " + arg + b"\n" if arg else _PONG)
-            elif kind == _BAD_K:
-                self._queue(c, _ERR[arg])
-                events.append(CommandRejected(c.id, arg))
-            elif kind == _DM_K:
-                self._on_direct(c, *arg)
-            elif kind == _LOGIN_K:
-                self._on_login(c, arg)
-            elif kind == _WHO_K:
-                self._queue(c, b"".join(m.user_line for m in self._room.members()))
-            elif kind == _HELP_K:
-                self._queue(c, _HELP_LINE)
-            else:  # QUIT: the session is closed; nothing after it runs
-                self._queue(c, _OK)
-                self._begin_close(c, CloseReason.QUIT, now)
-                break
-            if self._overflowed:
-                # A slow consumer leaves before the next line runs (§12.3 "at
-                # once"), so that lines batched in one read see the same room
-                # as lines read one by one (§1.3).
-                self._drop_overflowed(now)
-                if c.mode is not _OPEN:
-                    return  # the sender itself was dropped: the rest is not executed
-            blocker = self._blocker
-            if blocker is not None:
-                self._blocker = None
-                if blocker.mode is _OPEN and not blocker.stalled:
-                    c.tokens = tokens
-                    self._hold(c, lines[i:], _BACKPRESSURE)
-                    c.waiting_on = blocker
-                    blocker.waiters.append(c)
-                    return
-        c.tokens = tokens
-
-    def _on_login(self, c: Connection, name: str) -> None:
-        if not self._room.claim(name, c):
-            self._queue(c, _ERR[ErrorCode.USERNAME_TAKEN])
-            self._events.append(CommandRejected(c.id, ErrorCode.USERNAME_TAKEN))
-            return
-        c.session.login_accepted(name)
-        c.name = name
-        encoded = name.encode("ascii")
-        c.msg_prefix = b"MSG " + encoded + b" "
-        c.dm_prefix = b"DM " + encoded + b" "
-        c.user_line = b"USER " + encoded + b"\n"
-        self._queue(c, _OK)
-        self._broadcast(b"INFO " + encoded + b" joined\n", c)
-        self._events.append(UserLoggedIn(c.id, name))
-
-    def _on_direct(self, c: Connection, recipient: str, text: str) -> None:
-        found = self._room.lookup(recipient)
-        if found is None:
-            self._queue(c, _ERR[ErrorCode.USER_NOT_FOUND])
-            self._events.append(CommandRejected(c.id, ErrorCode.USER_NOT_FOUND))
-            return
-        registered, target = found
-        self._queue(target, c.dm_prefix + text.encode("utf-8") + b"\n")
-        self._queue(c, _OK)
-        if self._message_events:
-            assert c.name is not None
-            self._events.append(DirectMessageSent(c.id, c.name, registered, text))
-
-    # ---------------------------------------------------------- flow control
-
-    def _refill(self, c: Connection, now: float) -> None:
-        """Top up the flood budget of ``c`` for the time since the last top-up."""
-        tokens = c.tokens + (now - c.refilled) * self._rate
-        c.refilled = now
-        if tokens >= self._burst:
-            tokens = self._burst
-            c.flood_episode = False  # slowed down for long enough: a new episode may start
-        c.tokens = tokens
-
-    def _hold(self, c: Connection, lines: list[Line], cause: PauseCause) -> None:
-        """Keep ``lines`` of ``c`` for later and have the adapter stop reading it."""
-        c.held = lines
-        if c.reading:
-            c.reading = False
-            self._reading_changes.append((c.id, False))
-            self._events.append(InputPaused(c.id, cause))
-
-    def _hold_for_tokens(self, c: Connection, lines: list[Line], now: float) -> None:
-        """``c`` spent its flood budget: run ``lines`` as tokens come (fake lag)."""
-        self._hold(c, lines, _FLOOD)
-        if not c.flood_episode:
-            c.flood_episode = True
-            self._events.append(FloodLimited(c.id))
-        # Not fewer for fewer held lines: when it wakes must not depend on how
-        # the bytes were split into reads (some may still be in TCP).
-        batch = max(1.0, math.ceil(self._rate * _TOKEN_BATCH))
-        due = now + (batch - c.tokens) / self._rate
-        heapq.heappush(self._timers, (due, c.id, _TOKENS))
-
-    def _resume(self, c: Connection, now: float) -> None:
-        """Run what ``c`` holds; read it again once nothing is left."""
-        held = c.held
-        assert held is not None
-        c.held = None
-        if held:
-            c.last_seen = now  # its lines run now: it is not idle
-            if self._rate:
-                self._refill(c, now)
-            self._run(c, held, now)
-        if c.held is not None or c.mode is not _OPEN:
-            return
-        if c.eof_pending:
-            c.session.receive_eof()
-            self._begin_close(c, CloseReason.PEER_CLOSED, now)
-        elif not c.reading:
-            c.reading = True
-            self._reading_changes.append((c.id, True))
-            self._events.append(InputResumed(c.id))
-
-    def _release(self, c: Connection) -> None:
-        """The senders waiting for ``c`` may go on (from the next handle_timeout)."""
-        waiters = c.waiters
-        if waiters:
-            for w in waiters:
-                if w.waiting_on is c:
-                    w.waiting_on = None
-                    self._runnable.append(w)
-            waiters.clear()
-
-    def _congest(self, c: Connection) -> None:
-        """``c`` has more than the high-water mark queued (from _queue and _broadcast)."""
-        if c.queued > self._cap:
-            self._overflowed.append(c)
-        if not c.congested:
-            c.congested = True
-            c.stalled = False
-            c.congested_at = self._now
-            self._congestion_timer(c, self._now + (self._stall_after or self._slow_after))
-        if not c.stalled and c.mode is _OPEN and self._stall_after:
-            self._blocker = c
-
-    def _drained(self, c: Connection, now: float) -> None:
-        """Congested ``c`` took output at ``now``: progress. Its senders go on once it is low."""
-        self._now = max(self._now, now)
-        c.congested_at = now
-        if c.queued <= self._low:
-            c.congested = c.stalled = False
-            self._release(c)
-        elif c.stalled:
-            c.stalled = False  # it holds senders back again, until it stalls again
-            if self._stall_after:
-                self._congestion_timer(c, now + self._stall_after)
-
-    def _congestion_timer(self, c: Connection, due: float) -> None:
-        """Have the congestion of ``c`` checked at ``due`` (one live entry at most)."""
-        if due < c.congestion_due:
-            c.congestion_due = due
-            heapq.heappush(self._timers, (due, c.id, _CONGESTION))
-
-    def _check_congestion(self, c: Connection, now: float) -> None:
-        """The congestion timer of ``c`` is due: stall it, drop it, or look again later."""
-        if not c.congested or c.mode is not _OPEN:
-            return
-        slow_due = c.congested_at + self._slow_after
-        if slow_due <= now:
-            self._drop_slow(c, now)  # the soft limit: no progress for too long
-            return
-        if self._stall_after and not c.stalled:
-            stall_due = c.congested_at + self._stall_after
-            if stall_due > now:
-                self._congestion_timer(c, stall_due)
-                return
-            # It takes nothing: it holds nobody back until it does.
-            c.stalled = True
-            self._release(c)
-        self._congestion_timer(c, slow_due)
-
     # ------------------------------------------------------------ internals
 
     def _admit(self, now: float) -> ConnId:
@@ -711,7 +492,7 @@ class ChatServer:
         c = self._conns[conn] = Connection(conn, session, now, self._burst)
         c.counted = True
         self._open += 1
-        heapq.heappush(self._timers, (now + self._config.idle_timeout, conn, _IDLE))
+        heapq.heappush(self._timers, (now + self._config.idle_timeout, conn, Timer.IDLE))
         return conn
 
     def _live(self, conn: ConnId) -> Connection | None:
@@ -722,104 +503,3 @@ class ChatServer:
                 "use the id returned by accept() or connection_made()"
             )
         return c
-
-    def _queue(self, c: Connection, data: bytes | memoryview) -> None:
-        out = c.out
-        if not out:
-            self._ready.append(c.id)
-        out.append(data)
-        c.queued += len(data)
-        if c.queued > self._high:
-            self._congest(c)
-
-    def _broadcast(self, line: bytes, sender: Connection) -> int:
-        """Queue ``line`` (shared, not copied) for every member but ``sender``."""
-        size = len(line)
-        high = self._high
-        ready = self._ready
-        sent = 0
-        for c in self._room.members():
-            if c is sender:
-                continue
-            out = c.out
-            if not out:
-                ready.append(c.id)
-            out.append(line)
-            queued = c.queued + size
-            c.queued = queued
-            if queued > high:
-                self._congest(c)
-            sent += 1
-        return sent
-
-    def _begin_close(
-        self,
-        c: Connection,
-        reason: CloseReason,
-        now: float,
-        mode: CloseMode = _AFTER_FLUSH,
-        *,
-        announce: bool = True,
-    ) -> None:
-        """Start closing ``c`` for ``reason``; the user leaves the room now."""
-        if c.mode is not _OPEN:
-            return
-        c.mode = mode
-        c.reason = reason
-        if c.counted:
-            c.counted = False
-            self._open -= 1
-        c.session.close()
-        c.held = None
-        self._release(c)  # nobody waits for a connection that is leaving
-        if mode is _NOW:
-            c.out.clear()
-            c.queued = 0
-        elif not c.reading:
-            # A closing connection is read (and its input discarded) until
-            # the peer's FIN, so that closing never turns into a reset.
-            c.reading = True
-            self._reading_changes.append((c.id, True))
-        c.close_deadline = now + self._config.close_timeout
-        heapq.heappush(self._timers, (c.close_deadline, c.id, _CLOSE))
-        self._ready.append(c.id)
-        name = c.name
-        if name is not None:
-            self._room.release(name)
-            self._events.append(UserLeft(c.id, name, reason))
-            if announce:
-                self._broadcast(b"INFO " + c.user_line[5:-1] + b" disconnected\n", c)
-
-    def _abort(self, c: Connection) -> None:
-        c.mode = _NOW
-        c.out.clear()
-        c.queued = 0
-        self._ready.append(c.id)
-
-    def _drop_slow(self, c: Connection, now: float) -> None:
-        """Drop a slow consumer: its backlog goes, one line says why (§12.3)."""
-        c.out.clear()
-        c.queued = 0
-        self._begin_close(c, CloseReason.SLOW_CONSUMER, now)
-        # Past every limit on purpose: the last line it is owed.
-        c.out.append(_SLOW_LINE)
-        c.queued = len(_SLOW_LINE)
-
-    def _finish(self, now: float) -> list[ServerEvent]:
-        """Drop slow consumers, then hand out events."""
-        self._drop_overflowed(now)
-        events = self._events
-        self._events = []
-        return events
-
-    def _drop_overflowed(self, now: float) -> None:
-        """Drop connections queued past the cap (their notices may overflow others)."""
-        overflowed = self._overflowed
-        while overflowed:
-            c = overflowed.pop()
-            if c.queued <= self._cap or c.id not in self._conns:
-                continue
-            if c.mode is _OPEN:
-                self._drop_slow(c, now)
-            else:
-                self._abort(c)

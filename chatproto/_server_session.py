@@ -6,7 +6,10 @@ machine (docs/protocol.md §1 to §3). It knows nothing of other connections:
 whether a name is taken or a DM target exists is the room's business
 (:class:`~chatproto.ChatServer`).
 
-State transitions live in one table, :data:`TRANSITIONS`::
+The state machine is two tables, and the code does what they say:
+:data:`TRANSITIONS` is the only way the state changes (every change goes
+through ``_transition``), and :data:`ALLOWED` is what the parser checks each
+command against (docs/architecture.md draws both)::
 
     AWAITING_LOGIN --login_accepted--> LOGGED_IN
     AWAITING_LOGIN --close-----------> CLOSED
@@ -14,8 +17,9 @@ State transitions live in one table, :data:`TRANSITIONS`::
 
 Rules: a session starts AWAITING_LOGIN; only an accepted LOGIN moves it to
 LOGGED_IN; QUIT, end of stream and any decision to close move it to CLOSED,
-after which input is ignored. Which commands each state accepts is
-:data:`ALLOWED`.
+after which input is ignored. A command its state does not allow gets the
+state's refusal (:data:`REFUSAL`). The grammar itself (command words, kinds,
+text rules) is :mod:`chatproto._commands`'.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from enum import Enum
 from typing import Any, Final
 
 from ._commands import (
+    COMMAND_OF,
     CONTROL_RE,
     USERNAME_RE,
+    VERBS,
     Command,
     Help,
+    Kind,
     ListUsers,
     Login,
     Ping,
@@ -41,7 +48,7 @@ from ._commands import (
 from ._errors import ErrorCode, LocalProtocolError
 from ._framing import LineBuffer, LineTooLong
 
-__all__ = ["ALLOWED", "TRANSITIONS", "BadCommand", "ServerSession", "SessionState"]
+__all__ = ["ALLOWED", "REFUSAL", "TRANSITIONS", "BadCommand", "ServerSession", "SessionState"]
 
 
 class SessionState(Enum):
@@ -63,12 +70,21 @@ TRANSITIONS: Final[dict[tuple[SessionState, str], SessionState]] = {
     (SessionState.CLOSED, "close"): SessionState.CLOSED,
 }
 
-#: Command types accepted in each state; others get the state's refusal code
-#: (NOT_LOGGED_IN before login, ALREADY_LOGGED_IN for a LOGIN after it).
+#: Command types accepted in each state (§3.4, §5.5).
 ALLOWED: Final[dict[SessionState, frozenset[type]]] = {
     SessionState.AWAITING_LOGIN: frozenset({Login, Ping, Help, Quit}),
     SessionState.LOGGED_IN: frozenset({SendMessage, SendDirect, ListUsers, Ping, Help, Quit}),
     SessionState.CLOSED: frozenset(),
+}
+#: What a command the state does not allow is answered with.
+REFUSAL: Final[dict[SessionState, ErrorCode]] = {
+    SessionState.AWAITING_LOGIN: ErrorCode.NOT_LOGGED_IN,
+    SessionState.LOGGED_IN: ErrorCode.ALREADY_LOGGED_IN,
+}
+#: ALLOWED in the parser's terms: kinds, per state.
+_ALLOWED_KINDS: Final = {
+    state: frozenset(kind for kind, command in COMMAND_OF.items() if command in allowed)
+    for state, allowed in ALLOWED.items()
 }
 
 
@@ -84,33 +100,29 @@ class BadCommand:
 # so a broadcast is never decoded and encoded again. Payloads: MSG the text
 # (bytes), PING the token (bytes, empty for none), BAD the ErrorCode, LOGIN the
 # name (str), DM (recipient, text) as str; WHO, HELP and QUIT none.
-MSG, PING, BAD, LOGIN, DM, WHO, HELP, QUIT = range(8)
-ParsedLine = tuple[int, Any]
+ParsedLine = tuple[Kind, Any]
 
 # Refusals and argument-less commands carry no per-line data: built once.
 _BAD: Final = {code: BadCommand(code) for code in ErrorCode}
-_REFUSED: Final = {code: (BAD, code) for code in ErrorCode}
+_REFUSED: Final = {code: (Kind.BAD, code) for code in ErrorCode}
 _TOO_LONG: Final = _REFUSED[ErrorCode.LINE_TOO_LONG]
-_NOT_LOGGED_IN: Final = _REFUSED[ErrorCode.NOT_LOGGED_IN]
 _MISSING: Final = _REFUSED[ErrorCode.MISSING_ARGUMENT]
-_PLAIN_PING: Final = (PING, b"")
-_PARSED_WHO: Final = (WHO, None)
-_PARSED_HELP: Final = (HELP, None)
-_PARSED_QUIT: Final = (QUIT, None)
+_PLAIN_PING: Final = (Kind.PING, b"")
+_PARSED_WHO: Final = (Kind.WHO, None)
+_PARSED_HELP: Final = (Kind.HELP, None)
+_PARSED_QUIT: Final = (Kind.QUIT, None)
 _HELP: Final = Help()
 _QUIT: Final = Quit()
 _WHO: Final = ListUsers()
 _PING: Final = Ping()
-
-_VERBS: Final = {
-    b"MSG": MSG,
-    b"PING": PING,
-    b"LOGIN": LOGIN,
-    b"DM": DM,
-    b"WHO": WHO,
-    b"HELP": HELP,
-    b"QUIT": QUIT,
-}
+_MSG, _PING_K, _LOGIN, _DM, _WHO_K, _HELP_K = (
+    Kind.MSG,
+    Kind.PING,
+    Kind.LOGIN,
+    Kind.DM,
+    Kind.WHO,
+    Kind.HELP,
+)
 
 
 class ServerSession:
@@ -124,11 +136,13 @@ class ServerSession:
     and :meth:`parse`).
     """
 
-    __slots__ = ("_lines", "_state", "_username")
+    __slots__ = ("_allowed", "_lines", "_state", "_username")
 
     def __init__(self, max_line_bytes: int = 4096) -> None:
         self._lines = LineBuffer(max_line_bytes)
         self._state = SessionState.AWAITING_LOGIN
+        #: _ALLOWED_KINDS of the current state (read once per line).
+        self._allowed = _ALLOWED_KINDS[self._state]
         self._username: str | None = None
 
     @property
@@ -162,24 +176,18 @@ class ServerSession:
         for line in lines:
             if self._state is SessionState.CLOSED:
                 return  # closed by QUIT or by the server while we were parsing
-            yield _as_command(self.parse(line))
+            yield _as_command(self._parse(line))
 
-    @property
-    def lines(self) -> LineBuffer:
-        """The framer, for callers that frame and :meth:`parse` in two steps.
-
-        ``for line in session.lines.feed(data): act(session.parse(line))`` is
-        :meth:`receive_data` in the cheap form :class:`~chatproto.ChatServer`
-        uses; framing stays eager, so no byte is lost whatever happens next.
-        """
-        return self._lines
-
-    def parse(self, line: bytes | LineTooLong) -> ParsedLine:
+    def _parse(self, line: bytes | LineTooLong) -> ParsedLine:
         """One framed line, checked against the rules and the current state.
 
         The second half of :meth:`receive_data`, in the cheap form
         ``(kind, payload)`` (see :data:`ParsedLine`). Parse each line only
         after the previous one was acted on (a LOGIN accepted or not).
+
+        Private, yet called by :class:`~chatproto.ChatServer` (which frames
+        with ``_lines`` and parses line by line): the core's cheap path, not
+        an embedder's. An embedder takes :meth:`receive_data`.
         """
         if type(line) is not bytes:
             return _TOO_LONG
@@ -193,38 +201,44 @@ class ServerSession:
             return _REFUSED[ErrorCode.INVALID_CHARACTERS]
         space = line.find(b" ")
         verb = line if space < 0 else line[:space]
-        kind = _VERBS.get(verb)  # most clients send the verb in upper case
+        kind = VERBS.get(verb)  # most clients send the verb in upper case
         if kind is None:
-            kind = _VERBS.get(verb.upper())
+            kind = VERBS.get(verb.upper())
             if kind is None:
                 return _REFUSED[ErrorCode.UNKNOWN_COMMAND]
-        logged_in = self._state is SessionState.LOGGED_IN
-        if kind == MSG:
-            if not logged_in:
-                return _NOT_LOGGED_IN
+        if kind not in self._allowed:  # §3.7: the state before the arguments
+            return _REFUSED[REFUSAL[self._state]]
+        if kind is _MSG:
             if space < 0 or space == len(line) - 1:
                 return _MISSING
-            return (MSG, line[space + 1 :])
-        if kind == PING:
-            return _PLAIN_PING if space < 0 or space == len(line) - 1 else (PING, line[space + 1 :])
+            return (_MSG, line[space + 1 :])
+        if kind is _PING_K:
+            if space < 0 or space == len(line) - 1:
+                return _PLAIN_PING
+            return (_PING_K, line[space + 1 :])
+        if kind is _WHO_K:
+            return _PARSED_WHO
+        if kind is _HELP_K:
+            return _PARSED_HELP
         # The verb is ASCII, so byte and character offsets agree here.
         arg = "" if space < 0 else text[space + 1 :]
-        if kind == DM:
-            return self._parse_dm(arg, logged_in)
-        if kind == LOGIN:
-            return self._parse_login(arg, logged_in)
-        if kind == WHO:
-            return _PARSED_WHO if logged_in else _NOT_LOGGED_IN
-        if kind == HELP:
-            return _PARSED_HELP
+        if kind is _DM:
+            target, _, body = arg.partition(" ")
+            return (_DM, (target, body)) if target and body else _MISSING
+        if kind is _LOGIN:
+            if not arg:
+                return _MISSING
+            if USERNAME_RE.fullmatch(arg) is None:
+                return _REFUSED[ErrorCode.INVALID_USERNAME]
+            return (_LOGIN, arg)
         # QUIT: nothing after it is executed.
-        self._close()
+        self._transition("close")
         return _PARSED_QUIT
 
     def receive_eof(self) -> int:
         """The peer closed its sending side. Drops and counts a partial line."""
         dropped = self._lines.feed_eof()
-        self._close()
+        self._transition("close")
         return dropped
 
     def login_accepted(self, name: str) -> None:
@@ -236,10 +250,8 @@ class ServerSession:
         """The server decided to close: ignore all further input."""
         self._transition("close")
 
-    def _close(self) -> None:
-        self._state = SessionState.CLOSED
-
     def _transition(self, trigger: str) -> None:
+        """The only place the state changes: as :data:`TRANSITIONS` says, or raise."""
         try:
             self._state = TRANSITIONS[(self._state, trigger)]
         except KeyError:
@@ -247,41 +259,23 @@ class ServerSession:
                 f"cannot {trigger.replace('_', ' ')} in state {self._state.name}; allowed: "
                 + ", ".join(t for (s, t) in TRANSITIONS if s is self._state)
             ) from None
-
-    @staticmethod
-    def _parse_login(arg: str, logged_in: bool) -> ParsedLine:
-        if logged_in:
-            return _REFUSED[ErrorCode.ALREADY_LOGGED_IN]
-        if not arg:
-            return _MISSING
-        if USERNAME_RE.fullmatch(arg) is None:
-            return _REFUSED[ErrorCode.INVALID_USERNAME]
-        return (LOGIN, arg)
-
-    @staticmethod
-    def _parse_dm(arg: str, logged_in: bool) -> ParsedLine:
-        if not logged_in:
-            return _NOT_LOGGED_IN
-        target, _, text = arg.partition(" ")
-        if not target or not text:
-            return _MISSING
-        return (DM, (target, text))
+        self._allowed = _ALLOWED_KINDS[self._state]
 
 
 def _as_command(parsed: ParsedLine) -> Command | BadCommand:
     """The public form of a parsed line."""
     kind, payload = parsed
-    if kind == MSG:
+    if kind is Kind.MSG:
         return trusted(SendMessage, text=payload.decode("utf-8"))
-    if kind == PING:
+    if kind is Kind.PING:
         return trusted(Ping, token=payload.decode("utf-8")) if payload else _PING
-    if kind == BAD:
+    if kind is Kind.BAD:
         return _BAD[payload]
-    if kind == LOGIN:
+    if kind is Kind.LOGIN:
         return trusted(Login, name=payload)
-    if kind == DM:
+    if kind is Kind.DM:
         recipient, text = payload
         return trusted(SendDirect, recipient=recipient, text=text)
-    if kind == WHO:
+    if kind is Kind.WHO:
         return _WHO
-    return _HELP if kind == HELP else _QUIT
+    return _HELP if kind is Kind.HELP else _QUIT

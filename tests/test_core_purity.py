@@ -159,3 +159,12 @@ def test_importing_chatproto_loads_no_io_module() -> None:
     assert {top(n) for n in new} <= set(sys.stdlib_module_names) | {"chatproto"}, sorted(new)
     edges = {n for n in new if n.split(".")[:2][-1] in EDGES and n.startswith("chatproto.")}
     assert not edges
+
+
+def test_state_diagrams_in_the_docs_are_drawn_from_the_tables() -> None:
+    """docs/architecture.md shows the tables the code runs on, not a hand-drawn copy."""
+    script = Path(__file__).parent.parent / "docs" / "make_state_diagrams.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr

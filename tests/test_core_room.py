@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatproto import Room
+from chatproto._room import Room  # private: the room is ChatServer's
 
 
 def test_claim_is_case_insensitive_and_keeps_the_spelling() -> None:

@@ -1,0 +1,276 @@
+"""What a line does in the room: routing, the output queues, and who leaves.
+
+Owns: executing a connection's lines in order (the hot path of every server:
+the PING reply, the broadcast and the flood budget are inlined), the commands
+that touch the room (LOGIN, DM, WHO), queueing output (a broadcast line is
+encoded once and the same ``bytes`` object is queued for every recipient),
+the hard cap on a queue, and closing a connection: its reason, its mode, the
+notice to the others, and the slow-consumer drop with its last line
+(docs/protocol.md §5 to §12).
+
+A mixin of :class:`~chatproto.ChatServer`, whose state it shares; the public
+API, the timers and the adapter's side are in :mod:`chatproto._server`.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from ._commands import Kind
+from ._connection import Connection, Line, Timer
+from ._errors import ErrorCode
+from ._events import (
+    CloseMode,
+    CloseReason,
+    CommandRejected,
+    ConnId,
+    DirectMessageSent,
+    MessageBroadcast,
+    PauseCause,
+    ServerEvent,
+    UserLeft,
+    UserLoggedIn,
+)
+from ._flow import LINE_COST, FlowControl
+from ._replies import (
+    ERROR_LINES,
+    HELP_LINE,
+    OK_LINE,
+    PONG_LINE,
+    PONG_PREFIX,
+    SLOW_CONSUMER_LINE,
+    UserLines,
+)
+from ._room import Room
+
+__all__ = ["Routing"]
+
+_OPEN, _NOW = CloseMode.OPEN, CloseMode.NOW
+_BACKPRESSURE = PauseCause.BACKPRESSURE
+# The kinds, as locals of this module: compared once per line with "is".
+_MSG, _PING, _BAD, _LOGIN, _DM, _WHO, _HELP = (
+    Kind.MSG,
+    Kind.PING,
+    Kind.BAD,
+    Kind.LOGIN,
+    Kind.DM,
+    Kind.WHO,
+    Kind.HELP,
+)
+
+
+class Routing(FlowControl):
+    """The room half of :class:`~chatproto.ChatServer`: lines in, queues out."""
+
+    # Shared with ChatServer, which sets them up.
+    _message_events: bool
+    _high: int
+    _open: int
+    _room: Room[Connection]
+    _ready: list[ConnId]
+    _conns: dict[ConnId, Connection]
+
+    # ------------------------------------------------------------ commands
+
+    def _run(self, c: Connection, lines: list[Line], now: float) -> None:
+        """Execute ``lines`` of ``c`` in order, until done or told to wait.
+
+        The hot path of every server: the common cases are inlined (the PING
+        reply, the broadcast, the flood budget).
+        """
+        events = self._events
+        parse = c.session._parse
+        tokens = c.tokens
+        count = len(lines)
+        i = 0
+        self._blocker = None
+        while i < count:
+            if tokens < LINE_COST:
+                c.tokens = tokens
+                self._hold_for_tokens(c, lines[i:], now)
+                return
+            tokens -= 1.0
+            kind, arg = parse(lines[i])
+            i += 1
+            if kind is _MSG:
+                sent = self._broadcast(c.msg_prefix + arg + b"\n", c)
+                if self._message_events:
+                    name = c.session.username
+                    assert name is not None
+                    events.append(MessageBroadcast(c.id, name, arg.decode("utf-8"), sent))
+            elif kind is _PING:
+                self._queue(c, PONG_PREFIX + arg + b"\n" if arg else PONG_LINE)
+            elif kind is _BAD:
+                self._queue(c, ERROR_LINES[arg])
+                events.append(CommandRejected(c.id, arg))
+            elif kind is _DM:
+                self._on_direct(c, *arg)
+            elif kind is _LOGIN:
+                self._on_login(c, arg)
+            elif kind is _WHO:
+                self._queue(c, b"".join(m.user.user for m in self._room.members() if m.user))
+            elif kind is _HELP:
+                self._queue(c, HELP_LINE)
+            else:  # QUIT: the session is closed; nothing after it runs
+                self._queue(c, OK_LINE)
+                self._begin_close(c, CloseReason.QUIT, now)
+                break
+            if self._overflowed:
+                # A slow consumer leaves before the next line runs (§12.3 "at
+                # once"), so that lines batched in one read see the same room
+                # as lines read one by one (§1.3).
+                self._drop_overflowed(now)
+                if c.mode is not _OPEN:
+                    return  # the sender itself was dropped: the rest is not executed
+            blocker = self._blocker
+            if blocker is not None:
+                self._blocker = None
+                if blocker.mode is _OPEN and not blocker.stalled:
+                    c.tokens = tokens
+                    self._hold(c, lines[i:], _BACKPRESSURE)
+                    c.waiting_on = blocker
+                    blocker.waiters.append(c)
+                    return
+        c.tokens = tokens
+
+    def _on_login(self, c: Connection, name: str) -> None:
+        if not self._room.claim(name, c):
+            self._queue(c, ERROR_LINES[ErrorCode.USERNAME_TAKEN])
+            self._events.append(CommandRejected(c.id, ErrorCode.USERNAME_TAKEN))
+            return
+        c.session.login_accepted(name)
+        c.user = user = UserLines.of(name)
+        c.msg_prefix = user.msg_prefix
+        c.dm_prefix = user.dm_prefix
+        self._queue(c, OK_LINE)
+        self._broadcast(user.joined, c)
+        self._events.append(UserLoggedIn(c.id, name))
+
+    def _on_direct(self, c: Connection, recipient: str, text: str) -> None:
+        found = self._room.lookup(recipient)
+        if found is None:
+            self._queue(c, ERROR_LINES[ErrorCode.USER_NOT_FOUND])
+            self._events.append(CommandRejected(c.id, ErrorCode.USER_NOT_FOUND))
+            return
+        registered, target = found
+        self._queue(target, c.dm_prefix + text.encode("utf-8") + b"\n")
+        self._queue(c, OK_LINE)
+        if self._message_events:
+            name = c.session.username
+            assert name is not None
+            self._events.append(DirectMessageSent(c.id, name, registered, text))
+
+    # -------------------------------------------------------------- queues
+
+    def _queue(self, c: Connection, data: bytes | memoryview) -> None:
+        out = c.out
+        if not out:
+            self._ready.append(c.id)
+        out.append(data)
+        c.queued += len(data)
+        if c.queued > self._high:
+            self._congest(c)
+
+    def _broadcast(self, line: bytes, sender: Connection) -> int:
+        """Queue ``line`` (shared, not copied) for every member but ``sender``."""
+        size = len(line)
+        high = self._high
+        ready = self._ready
+        sent = 0
+        for c in self._room.members():
+            if c is sender:
+                continue
+            out = c.out
+            if not out:
+                ready.append(c.id)
+            out.append(line)
+            queued = c.queued + size
+            c.queued = queued
+            if queued > high:
+                self._congest(c)
+            sent += 1
+        return sent
+
+    # ------------------------------------------------------------- closing
+
+    def _begin_close(
+        self,
+        c: Connection,
+        reason: CloseReason,
+        now: float,
+        trigger: str = "close",
+        *,
+        announce: bool = True,
+    ) -> None:
+        """Start closing ``c`` for ``reason`` (``close`` after its output, or ``abort``).
+
+        The user leaves the room now. A connection already closing is left as
+        it is: the first reason is the one reported.
+        """
+        if c.mode is not _OPEN:
+            return
+        c.transition(trigger)
+        c.reason = reason
+        if c.counted:
+            c.counted = False
+            self._open -= 1
+        c.held = None
+        self._release(c)  # nobody waits for a connection that is leaving
+        if c.mode is _NOW:
+            c.out.clear()
+            c.queued = 0
+        elif not c.reading:
+            # A closing connection is read (and its input discarded) until
+            # the peer's FIN, so that closing never turns into a reset.
+            c.reading = True
+            self._reading_changes.append((c.id, True))
+        c.close_deadline = now + self._config.close_timeout
+        heapq.heappush(self._timers, (c.close_deadline, c.id, Timer.CLOSE))
+        self._ready.append(c.id)
+        user = c.user
+        if user is not None:
+            name = c.session.username
+            assert name is not None
+            self._room.release(name)
+            self._events.append(UserLeft(c.id, name, reason))
+            if announce:
+                self._broadcast(user.disconnected, c)
+
+    def _end_of_stream(self, c: Connection, now: float) -> None:
+        """The peer's FIN, once the lines before it have run: close after the replies."""
+        c.session.receive_eof()  # drops a partial line (§1.6)
+        self._begin_close(c, CloseReason.PEER_CLOSED, now)
+
+    def _abort(self, c: Connection) -> None:
+        c.transition("abort")
+        c.out.clear()
+        c.queued = 0
+        self._ready.append(c.id)
+
+    def _drop_slow(self, c: Connection, now: float) -> None:
+        """Drop a slow consumer: its backlog goes, one line says why (§12.3)."""
+        c.out.clear()
+        c.queued = 0
+        self._begin_close(c, CloseReason.SLOW_CONSUMER, now)
+        # Past every limit on purpose: the last line it is owed.
+        c.out.append(SLOW_CONSUMER_LINE)
+        c.queued = len(SLOW_CONSUMER_LINE)
+
+    def _finish(self, now: float) -> list[ServerEvent]:
+        """Drop slow consumers, then hand out events."""
+        self._drop_overflowed(now)
+        events = self._events
+        self._events = []
+        return events
+
+    def _drop_overflowed(self, now: float) -> None:
+        """Drop connections queued past the cap (their notices may overflow others)."""
+        overflowed = self._overflowed
+        while overflowed:
+            c = overflowed.pop()
+            if c.queued <= self._cap or c.id not in self._conns:
+                continue
+            if c.mode is _OPEN:
+                self._drop_slow(c, now)
+            else:
+                self._abort(c)

@@ -76,22 +76,20 @@ class Routing(FlowControl):
         """Execute ``lines`` of ``c`` in order, until done or told to wait.
 
         The hot path of every server: the common cases are inlined (the PING
-        reply, the broadcast, the flood budget).
+        reply, the broadcast), and the flood budget is settled once per call,
+        not per line (it does not refill while one read runs).
         """
         events = self._events
         parse = c.session._parse
         tokens = c.tokens
         count = len(lines)
-        i = 0
+        # The whole lines the budget allows now (LINE_COST's tolerance).
+        affordable = count if tokens >= count else int(tokens + (1.0 - LINE_COST))
+        done = 0
         self._blocker = None
-        while i < count:
-            if tokens < LINE_COST:
-                c.tokens = tokens
-                self._hold_for_tokens(c, lines[i:], now)
-                return
-            tokens -= 1.0
-            kind, arg = parse(lines[i])
-            i += 1
+        for line in lines if affordable == count else lines[:affordable]:
+            done += 1
+            kind, arg = parse(line)
             if kind is _MSG:
                 sent = self._broadcast(c.msg_prefix + arg + b"\n", c)
                 if self._message_events:
@@ -99,7 +97,15 @@ class Routing(FlowControl):
                     assert name is not None
                     events.append(MessageBroadcast(c.id, name, arg.decode("utf-8"), sent))
             elif kind is _PING:
-                self._queue(c, PONG_PREFIX + arg + b"\n" if arg else PONG_LINE)
+                # _queue inlined: the request/response round trip.
+                reply = PONG_PREFIX + arg + b"\n" if arg else PONG_LINE
+                out = c.out
+                if not out:
+                    self._ready.append(c.id)
+                out.append(reply)
+                c.queued += len(reply)
+                if c.queued > self._high:
+                    self._congest(c)
             elif kind is _BAD:
                 self._queue(c, ERROR_LINES[arg])
                 events.append(CommandRejected(c.id, arg))
@@ -112,9 +118,10 @@ class Routing(FlowControl):
             elif kind is _HELP:
                 self._queue(c, HELP_LINE)
             else:  # QUIT: the session is closed; nothing after it runs
+                c.tokens = tokens - done
                 self._queue(c, OK_LINE)
                 self._begin_close(c, CloseReason.QUIT, now)
-                break
+                return
             if self._overflowed:
                 # A slow consumer leaves before the next line runs (§12.3 "at
                 # once"), so that lines batched in one read see the same room
@@ -126,12 +133,14 @@ class Routing(FlowControl):
             if blocker is not None:
                 self._blocker = None
                 if blocker.mode is _OPEN and not blocker.stalled:
-                    c.tokens = tokens
-                    self._hold(c, lines[i:], _BACKPRESSURE)
+                    c.tokens = tokens - done
+                    self._hold(c, lines[done:], _BACKPRESSURE)
                     c.waiting_on = blocker
                     blocker.waiters.append(c)
                     return
-        c.tokens = tokens
+        c.tokens = tokens - done
+        if done < count:  # the budget ran out: the rest runs as tokens come
+            self._hold_for_tokens(c, lines[done:], now)
 
     def _on_login(self, c: Connection, name: str) -> None:
         if not self._room.claim(name, c):

@@ -238,6 +238,38 @@ def test_raw_lines_go_out_exactly() -> None:
     assert client.data_to_send() == b"pInG  two  spaces \n"
 
 
+def test_raw_quit_is_a_way_to_leave() -> None:
+    client = _logged_in()
+    client.handle_input("/raw quit", 1.0, WALL)
+    assert client.data_to_send() == b"quit\n"
+    assert client.leaving
+    assert client.handle_input("more", 1.0, WALL) == [
+        f"{STAMP} ** the connection is closing; nothing more can be sent"
+    ]
+
+
+def test_a_raw_login_is_a_login() -> None:
+    # The session reads the raw line as the server will: the OK is the login's.
+    client = _client(None)
+    client.handle_input("/raw LOGIN carol", 1.0, WALL)
+    assert client.receive_data(b"OK\n", 1.1, WALL) == [f"{STAMP} ** logged in as carol"]
+    assert client.session.username == "carol"
+    # A raw LOGIN when logged in is refused; that is not a failed login.
+    client.handle_input("/raw LOGIN dave", 2.0, WALL)
+    lines = client.receive_data(b"ERR already-logged-in you are logged in\n", 2.1, WALL)
+    assert lines == [f"{STAMP} !! already-logged-in: you are logged in"]
+
+
+def test_errors_of_other_commands_while_logging_in_are_not_login_failures() -> None:
+    client = _client()
+    client.handle_input("/raw DANCE", 0.5, WALL)
+    lines = client.receive_data(b"OK\nERR unknown-command no such command\n", 0.6, WALL)
+    assert lines == [
+        f"{STAMP} ** logged in as alice",
+        f"{STAMP} !! unknown-command: no such command",
+    ]
+
+
 def test_keepalive_pings_after_silence_and_hides_the_pong() -> None:
     client = _client(keepalive=20.0)
     client.data_to_send()

@@ -377,6 +377,22 @@ def test_end_of_input_leaves_politely() -> None:
         assert server.interrupt() == 0
 
 
+def test_ctrl_c_in_plain_mode_says_quit() -> None:
+    # Issue 13, defect 4: Ctrl-C closed the connection without QUIT, so the
+    # server saw the peer vanish (peer-closed) instead of a user leaving.
+    with (
+        start_server("chatproto-serve", "--log-level", "info") as (server, port),
+        running(_chat(port, "--name", "alice", "--plain"), stdin=subprocess.PIPE) as chat,
+    ):
+        chat.wait_for(r"\*\* logged in as alice$")
+        chat.send_sigint()
+        chat.wait_for(r"\*\* disconnected$")
+        assert chat.exit_status() == 0
+        server.wait_for(r"user=alice reason=quit")
+        assert not any("Traceback" in line for line in chat.lines)
+        assert server.interrupt() == 0
+
+
 def test_username_taken_then_login_again() -> None:
     with start_server("asyncio") as (server, port), LineClient(port) as squatter:
         squatter.login("alice")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Union
@@ -18,7 +19,11 @@ __all__ = ["Console", "PlainConsole", "PromptConsole", "open_console"]
 
 
 class PlainConsole:
-    """Lines from stdin, printed lines to stdout. For pipes and dumb terminals."""
+    """Lines from stdin, printed lines to stdout. For pipes and dumb terminals.
+
+    Ctrl-C (SIGINT) ends the input like Ctrl-D, so the client leaves
+    politely (``QUIT``); a second Ctrl-C interrupts for real.
+    """
 
     def __init__(self) -> None:
         self._lines: asyncio.Queue[str | None] = asyncio.Queue()
@@ -28,6 +33,9 @@ class PlainConsole:
         # alike; loop.add_reader refuses regular files.
         thread = threading.Thread(target=self._read, daemon=True)
         thread.start()
+        # Not in the main thread, or on Windows: Ctrl-C stays an interrupt.
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            self._loop.add_signal_handler(signal.SIGINT, self._interrupted)
 
     def _read(self) -> None:
         pending = b""
@@ -47,8 +55,14 @@ class PlainConsole:
             put(self._lines.put_nowait, pending.decode("utf-8", "replace"))
         put(self._lines.put_nowait, None)
 
+    def _interrupted(self) -> None:
+        self.close()  # the next Ctrl-C raises KeyboardInterrupt as usual
+        self._lines.put_nowait(None)
+
     def close(self) -> None:
-        """Nothing to release: the reading thread is a daemon."""
+        """Give SIGINT back to Python's default handler."""
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            self._loop.remove_signal_handler(signal.SIGINT)
 
     async def read_line(self) -> str | None:
         return await self._lines.get()

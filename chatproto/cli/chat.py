@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(
             run(args.host, args.port, name, mode=mode, colour=colour, keepalive=args.keepalive)
         )
-    except KeyboardInterrupt:  # Ctrl-C in plain mode
+    except KeyboardInterrupt:  # a second Ctrl-C, while leaving
         return 0
 
 

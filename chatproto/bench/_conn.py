@@ -2,10 +2,11 @@
 
 Owns :class:`Conn` (a socket, what it does with input, what it still has to
 write) and framing: :func:`complete_lines` cuts what a read brought at the
-last ``\\n`` and keeps the rest for the next read, so every handler works on
-whole lines, whichever way TCP split them; :func:`lines_of` splits such a
-block when a handler needs the lines one by one (the hot paths do not: they
-scan the block with one regular expression).
+last ``\\n`` and keeps the rest for the next read. The loop frames every read
+with it before any handler sees the bytes, so every handler works on whole
+lines, whichever way TCP split them; :func:`lines_of` splits such a block
+when a handler needs the lines one by one (the hot paths do not: they scan
+the block with one regular expression).
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class Conn:
         # then the exact pattern.
         self.echo_tag = b" " + sid + b" "
         self.echo_re = re.compile(rb"cpb \d+ " + sid + rb" ")
-        #: What to do with bytes read (see :func:`complete_lines`).
+        #: What to do with the complete lines of a read (a block, see
+        #: :func:`complete_lines`), as ``handler(conn, block)``.
         self.handler: Callable[[Conn, bytes], None] = ignore
         #: Called once the TCP connection is made.
         self.on_open: Callable[[Conn], None] = ignore_open

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, ClassVar
 
-from ._conn import Conn, complete_lines
+from ._conn import Conn
 from ._scenario import Scenario
 
 __all__ = ["Connect"]
@@ -62,10 +62,7 @@ class Connect(Scenario):
         w.after(w.cfg.burst_timeout, self._burst_deadline)
         self._check_burst_done()
 
-    def _burst_data(self, conn: Conn, data: bytes) -> None:
-        block = complete_lines(conn, data)
-        if not block:
-            return
+    def _burst_data(self, conn: Conn, block: bytes) -> None:
         w = self.w
         w.c["lines"] += block.count(b"\n")
         pongs = w.tally.count_lines(block)

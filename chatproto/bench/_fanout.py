@@ -14,7 +14,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from ._conn import Conn, Sender, complete_lines, lines_of
+from ._conn import Conn, Sender, lines_of
 from ._scenario import Scenario
 from ._stats import NS
 
@@ -148,9 +148,6 @@ class Fanout(Scenario):
         three times cheaper than a Python loop per line. Observers, echoes
         and reads that straddle the window's edges take the per-line loop.
         """
-        data = complete_lines(conn, data)
-        if not data:
-            return
         w = self.w
         c = w.c
         acks = conn.acks

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._conn import Conn, complete_lines, ignore, lines_of
+from ._conn import Conn, ignore, lines_of
 from ._fanout import Fanout
 from ._stats import bucket_us
 
@@ -57,9 +57,9 @@ class Idle(Fanout):
         conn.handler = self._probe_data
         self.w.write(conn, b"LOGIN " + conn.name.encode() + b"\n")
 
-    def _probe_data(self, conn: Conn, data: bytes) -> None:
+    def _probe_data(self, conn: Conn, block: bytes) -> None:
         w = self.w
-        for line in lines_of(complete_lines(conn, data)):
+        for line in lines_of(block):
             if line.startswith(b"OK"):
                 conn.logged_in = True  # answered: what follows does not matter
                 b = bucket_us((time.monotonic_ns() - conn.t_start) // 1000)

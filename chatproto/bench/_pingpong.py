@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ._conn import Conn, complete_lines
+from ._conn import Conn
 from ._scenario import Scenario
 
 __all__ = ["PingPong"]
@@ -34,14 +34,12 @@ class PingPong(Scenario):
         self.w.c["pings_sent"] += 1
         self.w.write(conn, b"PING %d\n" % conn.index)
 
-    def data(self, conn: Conn, data: bytes) -> None:
-        if not conn.buf and data.startswith(b"PONG") and data.find(b"\n") == len(data) - 1:
+    def data(self, conn: Conn, block: bytes) -> None:
+        if block.startswith(b"PONG") and block.find(b"\n") == len(block) - 1:
             self._pong(conn)  # the common case: exactly one reply
             return
-        block = complete_lines(conn, data)
-        if block:
-            for _ in range(self.w.tally.count_lines(block)):
-                self._pong(conn)
+        for _ in range(self.w.tally.count_lines(block)):
+            self._pong(conn)
 
     def _pong(self, conn: Conn) -> None:
         w = self.w

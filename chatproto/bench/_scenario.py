@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._conn import Conn, complete_lines
+from ._conn import Conn
 
 if TYPE_CHECKING:
     from ._worker import Worker
@@ -69,10 +69,8 @@ class Scenario:
         """The scenario's own figures for the raw result."""
         return {}
 
-    def count_lines(self, conn: Conn, data: bytes) -> None:
+    def count_lines(self, conn: Conn, block: bytes) -> None:
         """Handler that reads and counts: every line by kind (a PONG here is stray)."""
-        block = complete_lines(conn, data)
-        if block:
-            w = self.w
-            w.c["lines"] += block.count(b"\n")
-            w.c["stray_pongs"] += w.tally.count_lines(block)
+        w = self.w
+        w.c["lines"] += block.count(b"\n")
+        w.c["stray_pongs"] += w.tally.count_lines(block)

@@ -13,7 +13,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from ._conn import Conn, complete_lines, ignore, lines_of
+from ._conn import Conn, ignore, lines_of
 from ._fanout import Fanout
 from ._poller import IN, OUT
 
@@ -96,9 +96,8 @@ class SlowReader(Fanout):
             self.w.after(self.w.cfg.slow_drain, self._ping)
         return False
 
-    def _count_backlog(self, conn: Conn, data: bytes) -> None:
-        self.drained_bytes += len(data)
-        complete_lines(conn, data)  # keep the partial line: the PONG's may follow
+    def _count_backlog(self, conn: Conn, block: bytes) -> None:
+        self.drained_bytes += len(block)
 
     def _ping(self) -> None:
         slow = self.slow
@@ -108,9 +107,8 @@ class SlowReader(Fanout):
         self.w.write(slow, b"PING slow\n")
         self.w.after(2.0, self._verdict)
 
-    def _await_pong(self, conn: Conn, data: bytes) -> None:
-        self.drained_bytes += len(data)
-        block = complete_lines(conn, data)
+    def _await_pong(self, conn: Conn, block: bytes) -> None:
+        self.drained_bytes += len(block)
         if not self.state and any(line.startswith(b"PONG") for line in lines_of(block)):
             self.state = "alive"
             self.w.drained()

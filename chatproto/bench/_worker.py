@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Final
 
 from ._config import BenchConfig, ProcShare
-from ._conn import Conn, complete_lines
+from ._conn import Conn
 from ._connect import Connect
 from ._fanout import Fanout
 from ._fd_limit import raise_fd_limit
@@ -195,12 +195,11 @@ class Worker(ClientLoop):
         else:
             self.scenario.lost(conn)
 
-    def _data_login(self, conn: Conn, data: bytes) -> None:
+    def _data_login(self, conn: Conn, block: bytes) -> None:
         """Before the login reply: skip banners; ``OK...`` or ``ERR...`` decides.
 
         An idle connection that does not log in waits for its ``PONG`` instead.
         """
-        block = complete_lines(conn, data)
         start = 0
         while start < len(block):
             end = block.index(b"\n", start)
@@ -222,11 +221,10 @@ class Worker(ClientLoop):
             else:
                 self.c["banner_lines"] += 1
                 continue
-            # What came after the reply belongs to the next handler.
-            rest = block[start:] + conn.buf
-            conn.buf = b""
-            if rest:
-                conn.handler(conn, rest)
+            # The lines after the reply are the next handler's (an incomplete
+            # one stays in conn.buf, for the next read).
+            if start < len(block):
+                conn.handler(conn, block[start:])
             return
 
     def _established(self, conn: Conn) -> None:

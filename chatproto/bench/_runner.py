@@ -253,7 +253,8 @@ def _coordinate(
                 logged = sum(r.get("logins_ok", 0) for r in ready.values())
                 opened = f"{(now - t_begin) / 1e9:.2f}s"
                 if cfg.scenario == "idle":
-                    show.say(f"{cfg.clients} idle connections and {logged} logins in {opened}")
+                    idle = sum(r.get("idle_open", 0) for r in ready.values())
+                    show.say(f"{idle}/{cfg.clients} idle open, {logged} logged in, in {opened}")
                 else:
                     show.say(f"logged in {logged}/{cfg.clients} in {opened}")
             t_go = now + NS // 20

@@ -272,7 +272,8 @@ class Worker(ClientLoop):
         if self.phase == "login":
             self.phase = "ready"
             self.scenario.ready()
-            self.pipe.send(("ready", self.share.proc, {"logins_ok": self.c["logins_ok"]}))
+            opened = {"logins_ok": self.c["logins_ok"], "idle_open": self.c["idle_open"]}
+            self.pipe.send(("ready", self.share.proc, opened))
         else:
             self.scenario.logins_done()
 

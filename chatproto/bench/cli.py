@@ -51,7 +51,8 @@ Many connections from one machine: each process raises its open-files limit
 to the hard limit; share the connections among processes (--procs) so each
 stays under it, and spread them over loopback source addresses
 (--source-addrs K binds to 127.0.0.2 .. 127.0.0.K+1, each with its own
-ephemeral ports). Run the server with an --idle-timeout longer than the run.
+ephemeral ports; Linux routes all of 127.0.0.0/8 to the loopback). Run the
+server with an --idle-timeout longer than the run.
 For example, 19,000 idle connections and a 100-user room beside them:
 
   chatproto-serve --port 4000 --idle-timeout 3600 --max-clients 30000 &

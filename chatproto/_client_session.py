@@ -25,8 +25,10 @@ from typing import Final, Union
 
 from ._commands import (
     CONTROL_RE,
+    VERBS,
     Command,
     Help,
+    Kind,
     ListUsers,
     Login,
     Ping,
@@ -115,10 +117,6 @@ class _Unreadable:
 
 
 _UNREADABLE: Final = _Unreadable()
-
-#: The commands that take no argument, by verb in upper case: the server
-#: ignores whatever follows these verbs (docs/protocol.md §3).
-_NO_ARGUMENT: Final[dict[bytes, Command]] = {b"WHO": ListUsers(), b"HELP": Help(), b"QUIT": Quit()}
 
 # Errors a MSG can earn. When a MSG is pending and another ERR arrives, the
 # MSG succeeded silently and the ERR belongs to a later command.
@@ -321,21 +319,26 @@ def _read_command(line: bytes) -> Command | _Unreadable:
     if CONTROL_RE.search(text):
         return _UNREADABLE
     verb, _, arg = line.partition(b" ")
-    verb = verb.upper()
-    command = _NO_ARGUMENT.get(verb)
-    if command is not None:
-        return command
+    kind = VERBS.get(verb.upper())
+    if kind is None:
+        return _UNREADABLE
+    # WHO, HELP and QUIT take no argument: the server ignores what follows.
+    if kind is Kind.WHO:
+        return ListUsers()
+    if kind is Kind.HELP:
+        return Help()
+    if kind is Kind.QUIT:
+        return Quit()
     argument = arg.decode("utf-8")
     try:
-        if verb == b"MSG":
+        if kind is Kind.MSG:
             return SendMessage(argument)
-        if verb == b"DM":
+        if kind is Kind.DM:
             recipient, _, body = argument.partition(" ")
             return SendDirect(recipient, body)
-        if verb == b"LOGIN":
+        if kind is Kind.LOGIN:
             return Login(argument)
-        if verb == b"PING":
-            return Ping(argument or None)
+        return Ping(argument or None)
     except ValueError:  # an argument the server refuses: it answers ERR
         pass
     return _UNREADABLE

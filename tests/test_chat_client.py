@@ -30,6 +30,7 @@ from chatproto import (
     Ok,
     Pong,
     ServerShutdown,
+    SlowConsumer,
     UnknownLine,
     User,
     UserDisconnected,
@@ -104,6 +105,10 @@ def test_parse_input(typed: str, action: InputAction | None) -> None:
         (UserDisconnected("carol"), "-- carol left"),
         (IdleTimeout(), "-- the server is closing this connection: idle for too long"),
         (ServerShutdown(), "-- the server is shutting down"),
+        (
+            SlowConsumer(),
+            "-- the server is closing this connection: it could not send to us fast enough",
+        ),
         (Info("commands: LOGIN <name>"), "-- commands: LOGIN <name>"),
         (UserList(("alice", "bob")), "-- users (2): alice, bob"),
         (User("alice"), "-- user alice"),

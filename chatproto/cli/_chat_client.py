@@ -28,6 +28,7 @@ from chatproto import (
     SendDirect,
     SendMessage,
     ServerShutdown,
+    SlowConsumer,
     User,
     is_valid_username,
 )
@@ -172,7 +173,7 @@ class ChatClient:
                     continue
             if isinstance(event, User) and self._who_out:
                 continue  # part of a /who: shown as one UserList line
-            if isinstance(event, (IdleTimeout, ServerShutdown)):
+            if isinstance(event, (IdleTimeout, ServerShutdown, SlowConsumer)):
                 self.close_explained = True
             line = format_event(event, wall, self.colour)
             if line is not None:

@@ -21,6 +21,7 @@ from chatproto import (
     MessageReceived,
     Pong,
     ServerShutdown,
+    SlowConsumer,
     UnknownLine,
     User,
     UserDisconnected,
@@ -96,6 +97,8 @@ def format_event(event: ClientEvent, wall: float, colour: bool) -> str | None:
         info = "the server is closing this connection: idle for too long"
     elif isinstance(event, ServerShutdown):
         info = "the server is shutting down"
+    elif isinstance(event, SlowConsumer):
+        info = "the server is closing this connection: it could not send to us fast enough"
     elif isinstance(event, Info):
         info = sanitize(event.text)
     elif isinstance(event, UserList):

@@ -8,21 +8,32 @@ servers: unknown lines become :class:`UnknownLine` events, never exceptions.
 Reply matching assumes a server that follows the spec (no banner, no echo, an
 ``OK`` for every DM). Against other dialects the parsed lines are still right;
 only :attr:`ClientSession.state` and :class:`UserList` may lag.
+
+An ``OK`` or ``ERR`` matched to a command comes out as :class:`OkAnswer` or
+:class:`ErrorAnswer`: still an :class:`Ok` / :class:`Error` (equal to the plain
+one, ``isinstance`` true), plus :attr:`~OkAnswer.answers`, the command it
+answers. So a client need not guess which ``OK`` ended a login or which error
+tokens a LOGIN can earn: the session knows what it sent.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final, Union
 
 from ._commands import (
+    CONTROL_RE,
+    VERBS,
     Command,
+    Help,
+    Kind,
     ListUsers,
     Login,
     Ping,
     Quit,
+    SendDirect,
     SendMessage,
     encode_command,
 )
@@ -31,7 +42,7 @@ from ._errors import ErrorCode, LocalProtocolError
 from ._framing import LineBuffer
 from ._replies import Error, Info, Ok, Pong, ServerLine, UnknownLine, User, parse_server_line
 
-__all__ = ["ClientEvent", "ClientSession", "ClientState", "UserList"]
+__all__ = ["ClientEvent", "ClientSession", "ClientState", "ErrorAnswer", "OkAnswer", "UserList"]
 
 
 class ClientState(Enum):
@@ -58,7 +69,54 @@ class UserList:
     names: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class OkAnswer(Ok):
+    """An ``OK`` matched to the command it answers (LOGIN, DM or QUIT).
+
+    Compares and hashes like :class:`Ok` (``OkAnswer(answers=Quit()) == Ok()``):
+    :attr:`answers` is what the session knows, not part of the line.
+    """
+
+    #: The command this ``OK`` answers.
+    answers: Command = field(kw_only=True)
+
+    def __eq__(self, other: object) -> bool:
+        return True if isinstance(other, Ok) else NotImplemented
+
+    __hash__ = Ok.__hash__
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ErrorAnswer(Error):  # noqa: N818 - a reply line, not an exception
+    """An ``ERR`` matched to the command it answers.
+
+    Compares and hashes like :class:`Error` with the same token and text:
+    :attr:`answers` is what the session knows, not part of the line. An
+    ``ERR`` for a line the session could not read as a command (see
+    :meth:`ClientSession.send_raw`) stays a plain :class:`Error`.
+    """
+
+    #: The command this ``ERR`` refuses.
+    answers: Command = field(kw_only=True)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Error):
+            return (self.token, self.text) == (other.token, other.text)
+        return NotImplemented
+
+    __hash__ = Error.__hash__
+
+
 ClientEvent = Union[ServerLine, UserList]
+
+
+class _Unreadable:
+    """A raw line that the server will refuse: it earns exactly one ``ERR``."""
+
+    __slots__ = ()
+
+
+_UNREADABLE: Final = _Unreadable()
 
 # Errors a MSG can earn. When a MSG is pending and another ERR arrives, the
 # MSG succeeded silently and the ERR belongs to a later command.
@@ -83,16 +141,16 @@ class ClientSession:
     tools can provoke its errors on purpose.
     """
 
-    __slots__ = ("_lines", "_login_name", "_pending", "_state", "_username", "_who")
+    __slots__ = ("_lines", "_pending", "_state", "_username", "_who")
 
     def __init__(self, config: ClientConfig | None = None) -> None:
         cfg = config if config is not None else ClientConfig()
         self._lines = LineBuffer(cfg.max_line_bytes)
         self._state = ClientState.CONNECTED
         self._username: str | None = None
-        self._login_name: str | None = None
-        # Commands sent whose reply has not been matched yet, oldest first.
-        self._pending: deque[Command] = deque()
+        # Commands sent whose reply has not been matched yet, oldest first
+        # (a raw line the server will refuse is an _Unreadable).
+        self._pending: deque[Command | _Unreadable] = deque()
         # The WHO block being read. A dict as an ordered set: a name already
         # in it starts the next block (see _match).
         self._who: dict[str, None] = {}
@@ -118,17 +176,44 @@ class ClientSession:
             raise LocalProtocolError(
                 f"cannot send {type(command).__name__} in state CLOSED; nothing may be sent"
             )
-        if isinstance(command, Login):
-            if self._state is not ClientState.CONNECTED:
-                raise LocalProtocolError(
-                    f"cannot send Login in state {self._state.name}; allowed only in CONNECTED"
-                )
-            self._state = ClientState.LOGGING_IN
-            self._login_name = command.name
-        elif isinstance(command, Quit):
-            self._state = ClientState.CLOSED
-        self._pending.append(command)
+        if isinstance(command, Login) and self._state is not ClientState.CONNECTED:
+            raise LocalProtocolError(
+                f"cannot send Login in state {self._state.name}; allowed only in CONNECTED"
+            )
+        self._expect(command)
         return encode_command(command)
+
+    def send_raw(self, line: str | bytes) -> bytes:
+        """``line`` for the wire as given (plus ``\\n``), reply matching kept in step.
+
+        For tools that send what a person typed, or provoke errors on purpose.
+        The line is read as the server will read it (docs/protocol.md §2, §3):
+        a command is expected to be answered like :meth:`send`'s, ``QUIT``
+        closes the session, a valid ``LOGIN`` starts a login when none is under
+        way, an empty line earns nothing, and anything else earns one ``ERR``.
+        ``str`` is encoded as UTF-8 (lone surrogates as the bytes they escape).
+
+        Raises :class:`LocalProtocolError` in state CLOSED and :class:`ValueError`
+        if ``line`` contains ``\\n`` (one line at a time). Unlike :meth:`send`,
+        never refuses a line for the current state: the server judges it.
+        """
+        raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else bytes(line)
+        if b"\n" in raw:
+            raise ValueError("send_raw sends one line: it must not contain a newline")
+        if self._state is ClientState.CLOSED:
+            raise LocalProtocolError("cannot send a raw line in state CLOSED; nothing may be sent")
+        if raw.removesuffix(b"\r"):  # the server drops empty lines (§1.3)
+            self._expect(_read_command(raw.removesuffix(b"\r")))
+        return raw + b"\n"
+
+    def _expect(self, sent: Command | _Unreadable) -> None:
+        """Remember that ``sent`` went out: its reply is due, and the state moves."""
+        if isinstance(sent, Login):
+            if self._state is ClientState.CONNECTED:
+                self._state = ClientState.LOGGING_IN
+        elif isinstance(sent, Quit):
+            self._state = ClientState.CLOSED
+        self._pending.append(sent)
 
     def who(self, token: str = "who") -> bytes:
         """``WHO`` then ``PING token``: the :class:`UserList` arrives with the ``PONG``."""
@@ -146,7 +231,12 @@ class ClientSession:
                 events.append(UnknownLine("<line too long: discarded by the client>"))
                 continue
             event = parse_server_line(line)
-            self._match(event, events)
+            answered = self._match(event, events)
+            if answered is not None:
+                if isinstance(event, Ok):
+                    event = OkAnswer(answers=answered)
+                elif isinstance(event, Error):
+                    event = ErrorAnswer(event.token, event.text, answers=answered)
             events.append(event)
         return events
 
@@ -161,8 +251,11 @@ class ClientSession:
         self._state = ClientState.CLOSED
         return events
 
-    def _match(self, event: ServerLine, events: list[ClientEvent]) -> None:
-        """Pair a reply line with the oldest command still waiting for one."""
+    def _match(self, event: ServerLine, events: list[ClientEvent]) -> Command | None:
+        """Pair a reply line with the oldest command still waiting for one.
+
+        Returns the command ``event`` answers, if it answers one.
+        """
         pending = self._pending
         if not isinstance(event, (Ok, Error, Pong, User)) and not (
             isinstance(event, Info) and event.text.startswith("commands:")
@@ -174,20 +267,20 @@ class ClientSession:
                 pending.popleft()
                 events.append(UserList(tuple(self._who)))
                 self._who = {}
-            return
+            return None
         while pending:
             head = pending[0]
             if isinstance(head, SendMessage):
                 pending.popleft()
                 if isinstance(event, Error) and event.token in _MSG_ERRORS:
-                    return
+                    return head
                 continue  # the MSG succeeded silently
             if isinstance(event, User) and not isinstance(head, ListUsers):
-                return  # a stray USER line (a server that split its block) answers nothing
+                return None  # a stray USER line (a server that split its block) answers nothing
             if isinstance(head, ListUsers):
                 if isinstance(event, User) and event.name not in self._who:
                     self._who[event.name] = None
-                    return
+                    return None
                 # A block lists each user once (§9.1), so a name seen again
                 # is the first line of the next WHO's block: this one is over.
                 pending.popleft()
@@ -195,12 +288,57 @@ class ClientSession:
                     events.append(UserList(tuple(self._who)))
                     self._who = {}
                     continue
-                return  # the WHO itself was refused
+                return head  # the WHO itself was refused
             pending.popleft()
+            if isinstance(head, _Unreadable):
+                return None
             if isinstance(head, Login):
                 if isinstance(event, Ok):
                     self._state = ClientState.LOGGED_IN
-                    self._username = self._login_name
-                elif self._state is ClientState.LOGGING_IN:
+                    self._username = head.name
+                elif self._state is ClientState.LOGGING_IN and not any(
+                    isinstance(c, Login) for c in pending
+                ):
                     self._state = ClientState.CONNECTED
-            return
+            return head
+        return None
+
+
+def _read_command(line: bytes) -> Command | _Unreadable:
+    """The command the server will read in ``line``, or :data:`_UNREADABLE`.
+
+    Mirrors the server's order of checks (§2, §3): UTF-8 and control
+    characters for the whole line, then the verb, then the argument, which the
+    command's own constructor validates. A refused ``MSG`` or ``DM`` may read
+    as the command here: both expect either outcome.
+    """
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return _UNREADABLE
+    if CONTROL_RE.search(text):
+        return _UNREADABLE
+    verb, _, arg = line.partition(b" ")
+    kind = VERBS.get(verb.upper())
+    if kind is None:
+        return _UNREADABLE
+    # WHO, HELP and QUIT take no argument: the server ignores what follows.
+    if kind is Kind.WHO:
+        return ListUsers()
+    if kind is Kind.HELP:
+        return Help()
+    if kind is Kind.QUIT:
+        return Quit()
+    argument = arg.decode("utf-8")
+    try:
+        if kind is Kind.MSG:
+            return SendMessage(argument)
+        if kind is Kind.DM:
+            recipient, _, body = argument.partition(" ")
+            return SendDirect(recipient, body)
+        if kind is Kind.LOGIN:
+            return Login(argument)
+        return Ping(argument or None)
+    except ValueError:  # an argument the server refuses: it answers ERR
+        pass
+    return _UNREADABLE

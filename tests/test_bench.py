@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import selectors
 import signal
 import socket
@@ -25,7 +27,9 @@ from typing import Any
 import pytest
 
 from chatproto.bench import BenchConfig, LatencyHistogram, render_table
-from chatproto.bench._stats import bucket_us
+from chatproto.bench._report import summarise
+from chatproto.bench._stats import NS, bucket_us
+from chatproto.bench._tally import COUNTERS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 20.0
@@ -197,6 +201,10 @@ def test_connect(selectors_server: Server) -> None:
     assert r["logins_per_s"] > 0
     # 60 * 59 / 2 join notices plus the 60 PONGs, at least.
     assert r["lines_read"] >= 60 * 59 // 2 + 60
+    # Issue 13, defect 5: every line read is counted by kind (the join
+    # notices were read but counted as nothing).
+    assert r["info_lines"] == 60 * 59 // 2
+    assert r["other_lines"] == r["stray_pongs"] == 0
 
 
 def test_slowreader_is_dropped_by_chatproto(selectors_server: Server) -> None:
@@ -210,6 +218,50 @@ def test_slowreader_is_dropped_by_chatproto(selectors_server: Server) -> None:
     assert r["slow_state"] in ("disconnected_during_run", "disconnected_at_end", "alive")
     assert r["deliveries_in_window"] > 0
     assert r["disconnects"] == 0  # nobody but the slow reader
+    assert r["slow_disconnected_at_s"] is None or r["slow_disconnected_at_s"] >= 0
+
+
+def _raw_result(**fields: Any) -> dict[str, Any]:
+    """A worker's raw result with nothing counted, for the report's arithmetic."""
+    raw: dict[str, Any] = dict.fromkeys(COUNTERS, 0)
+    raw.update(
+        alive_at_end=0,
+        idle_open_at_end=0,
+        connect_errno={},
+        first_err_line="",
+        first_other_line="",
+        cpu_s=0.0,
+        wall_s=1.0,
+        idle_s=0.0,
+        login_hist={},
+        hist={},
+        t_first_connect=0,
+        t_last_login=0,
+        senders=0,
+        readers=0,
+        series=[0],
+    )
+    raw.update(fields)
+    return raw
+
+
+def test_a_slow_reader_dropped_during_the_warm_up_is_not_dropped_before_the_load() -> None:
+    # Issue 13, defect 5: "dropped at -0.58 s", a time from the measured
+    # window for a drop in the warm-up. It is now seconds of load, from go.
+    cfg = BenchConfig("slowreader", clients=4, senders=3, warmup=1.0, duration=1.0)
+    t_go = 10 * NS
+    dropped = t_go + NS * 42 // 100  # 0.42 s after go, 0.58 s before the window
+    raw = _raw_result(
+        logins_ok=4,
+        t_go=t_go,
+        ws=t_go + NS,
+        slow_state="disconnected_during_run",
+        slow_disconnected_at=dropped,
+        slow_drained_bytes=0,
+    )
+    r = summarise(cfg, [raw], {})
+    assert r["slow_disconnected_at_s"] == 0.42
+    assert re.search(r"dropped after +0.42 s of load", render_table(r))
 
 
 # ------------------------------------------------------ error handling
@@ -223,6 +275,143 @@ def test_nothing_listening_is_a_clear_failure() -> None:
     assert r["ok"] is False
     assert "connect" in r["error"]
     assert r["connect_errno"]
+
+
+def test_ctrl_c_exits_130_with_one_line(selectors_server: Server) -> None:
+    # Issue 13, defect 5: Ctrl-C printed a raw KeyboardInterrupt traceback.
+    # Ctrl-C on a terminal reaches the whole process group, workers included.
+    argv = [sys.executable, "-m", "chatproto.bench.cli", "fanout"]
+    argv += ["--port", str(selectors_server.port), "--clients", "4", "--procs", "2"]
+    argv += ["--warmup", "0", "--duration", "60"]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert proc.stderr is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stderr, selectors.EVENT_READ)
+            seen = ""
+            while "measuring" not in seen:  # the load is running
+                assert sel.select(DEADLINE), seen
+                line = proc.stderr.readline()
+                assert line, seen
+                seen += line
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "chatproto-bench: interrupted"
+    assert "Traceback" not in err and out == ""
+
+
+class _RecordingServer:
+    """Answers LOGIN with OK and PING with PONG, and notes each peer's address."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=512)
+        self.port = self.listener.getsockname()[1]
+        self.peers: list[str] = []
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.listener, selectors.EVENT_READ)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        buffers: dict[socket.socket, bytes] = {}
+        while not self.stopping:
+            for key, _ in self.sel.select(0.1):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is self.listener:
+                    conn, (host, _port) = self.listener.accept()
+                    self.peers.append(host)
+                    buffers[conn] = b""
+                    self.sel.register(conn, selectors.EVENT_READ)
+                    continue
+                data = sock.recv(65536)
+                if not data:
+                    self.sel.unregister(sock)
+                    sock.close()
+                    continue
+                *lines, buffers[sock] = (buffers[sock] + data).split(b"\n")
+                for line in lines:
+                    if line.startswith(b"LOGIN"):
+                        sock.sendall(b"OK\n")
+                    elif line.startswith(b"PING"):
+                        sock.sendall(b"PONG" + line[4:] + b"\n")
+                    elif line.startswith(b"QUIT"):
+                        sock.sendall(b"OK\n")
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        self.stopping = True
+        self.thread.join(DEADLINE)
+
+
+def test_idle_connections_from_two_source_addresses() -> None:
+    server = _RecordingServer()
+    try:
+        r = bench(
+            server.port,
+            "idle",
+            *("--clients", "200", "--source-addrs", "2", "--procs", "2"),
+            *("--probe-interval", "0.1"),
+        )
+    finally:
+        server.close()
+    assert r["idle_open"] == r["idle_open_at_end"] == r["idle"] == 200
+    assert r["idle_dropped"] == r["connect_fail"] == r["logins_ok"] == 0
+    assert r["probes"] >= 1 and r["probe_login_n"] == r["probes"] and r["probe_fail"] == 0
+    assert r["probe_login_p50_us"] > 0
+    # Every connection, idle or probe, came from one of the two addresses.
+    assert sorted(set(server.peers)) == ["127.0.0.2", "127.0.0.3"]
+    assert len(server.peers) == 200 + r["probes"]
+    assert "idle connections" in render_table(r)
+
+
+def test_idle_connections_beside_a_room_with_the_servers_memory(selectors_server: Server) -> None:
+    r = bench(
+        selectors_server.port,
+        "idle",
+        *("--clients", "200", "--source-addrs", "2", "--room", "6", "--senders", "3"),
+        *("--probe-interval", "0.2", "--server-pid", str(selectors_server.proc.pid)),
+    )
+    assert r["idle_open"] == r["idle_open_at_end"] == 200
+    assert r["logins_ok"] == 6  # the room; the idle connections did not log in
+    assert r["senders"] == 3 and r["delivery_ratio"] == 1.0
+    assert r["probe_login_n"] >= 1 and r["probe_fail"] == 0
+    # The probes' own notices reach the room: they are counted, not lost.
+    assert r["info_lines"] >= 6 * 5 // 2 + r["probe_login_n"]
+    assert r["rss_before_kb"] > 0 and r["rss_ready_kb"] > 0
+    assert r["rss_per_conn_kb"] is not None
+    table = render_table(r)
+    assert "server RSS per conn" in table and "deliveries/s" in table
+
+
+def test_idle_logged_in() -> None:
+    server = _RecordingServer()
+    try:
+        r = bench(server.port, "idle", "--clients", "20", "--idle-login", "--probe-interval", "0.2")
+    finally:
+        server.close()
+    assert r["logins_ok"] == 20 and r["idle_open"] == 0 and r["idle_open_at_end"] == 20
+
+
+def test_idle_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        BenchConfig("idle", host="192.0.2.1", source_addrs=2)
+    with pytest.raises(ValueError, match="room"):
+        BenchConfig("idle", room=3, procs=2)
+    cfg = BenchConfig("idle", clients=7, room=4, procs=2, source_addrs=3)
+    assert [(s.idle, s.clients, s.senders) for s in cfg.shares()] == [(4, 2, 2), (3, 2, 2)]
+    addresses = {cfg.source_address(p, i) for p in (0, 1) for i in range(6)}
+    assert addresses == {"127.0.0.2", "127.0.0.3", "127.0.0.4"}
+    assert BenchConfig("fanout").source_address(0, 0) is None
 
 
 # ------------------------------------------------ a third-party dialect

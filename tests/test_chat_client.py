@@ -30,6 +30,7 @@ from chatproto import (
     Ok,
     Pong,
     ServerShutdown,
+    SlowConsumer,
     UnknownLine,
     User,
     UserDisconnected,
@@ -104,6 +105,10 @@ def test_parse_input(typed: str, action: InputAction | None) -> None:
         (UserDisconnected("carol"), "-- carol left"),
         (IdleTimeout(), "-- the server is closing this connection: idle for too long"),
         (ServerShutdown(), "-- the server is shutting down"),
+        (
+            SlowConsumer(),
+            "-- the server is closing this connection: it could not send to us fast enough",
+        ),
         (Info("commands: LOGIN <name>"), "-- commands: LOGIN <name>"),
         (UserList(("alice", "bob")), "-- users (2): alice, bob"),
         (User("alice"), "-- user alice"),
@@ -238,6 +243,38 @@ def test_raw_lines_go_out_exactly() -> None:
     assert client.data_to_send() == b"pInG  two  spaces \n"
 
 
+def test_raw_quit_is_a_way_to_leave() -> None:
+    client = _logged_in()
+    client.handle_input("/raw quit", 1.0, WALL)
+    assert client.data_to_send() == b"quit\n"
+    assert client.leaving
+    assert client.handle_input("more", 1.0, WALL) == [
+        f"{STAMP} ** the connection is closing; nothing more can be sent"
+    ]
+
+
+def test_a_raw_login_is_a_login() -> None:
+    # The session reads the raw line as the server will: the OK is the login's.
+    client = _client(None)
+    client.handle_input("/raw LOGIN carol", 1.0, WALL)
+    assert client.receive_data(b"OK\n", 1.1, WALL) == [f"{STAMP} ** logged in as carol"]
+    assert client.session.username == "carol"
+    # A raw LOGIN when logged in is refused; that is not a failed login.
+    client.handle_input("/raw LOGIN dave", 2.0, WALL)
+    lines = client.receive_data(b"ERR already-logged-in you are logged in\n", 2.1, WALL)
+    assert lines == [f"{STAMP} !! already-logged-in: you are logged in"]
+
+
+def test_errors_of_other_commands_while_logging_in_are_not_login_failures() -> None:
+    client = _client()
+    client.handle_input("/raw DANCE", 0.5, WALL)
+    lines = client.receive_data(b"OK\nERR unknown-command no such command\n", 0.6, WALL)
+    assert lines == [
+        f"{STAMP} ** logged in as alice",
+        f"{STAMP} !! unknown-command: no such command",
+    ]
+
+
 def test_keepalive_pings_after_silence_and_hides_the_pong() -> None:
     client = _client(keepalive=20.0)
     client.data_to_send()
@@ -342,6 +379,22 @@ def test_end_of_input_leaves_politely() -> None:
             "INFO alice disconnected",
         ]
         bob.close()
+        assert server.interrupt() == 0
+
+
+def test_ctrl_c_in_plain_mode_says_quit() -> None:
+    # Issue 13, defect 4: Ctrl-C closed the connection without QUIT, so the
+    # server saw the peer vanish (peer-closed) instead of a user leaving.
+    with (
+        start_server("chatproto-serve", "--log-level", "info") as (server, port),
+        running(_chat(port, "--name", "alice", "--plain"), stdin=subprocess.PIPE) as chat,
+    ):
+        chat.wait_for(r"\*\* logged in as alice$")
+        chat.send_sigint()
+        chat.wait_for(r"\*\* disconnected$")
+        assert chat.exit_status() == 0
+        server.wait_for(r"user=alice reason=quit")
+        assert not any("Traceback" in line for line in chat.lines)
         assert server.interrupt() == 0
 
 

@@ -42,6 +42,7 @@ from chatproto import (
     encode_server_line,
     parse_server_line,
 )
+from chatproto._client_session import ErrorAnswer, OkAnswer
 from tests.memory_harness import MemoryRoom
 
 
@@ -334,3 +335,91 @@ def test_client_and_server_agree() -> None:
     assert bob.pending == 1
     assert exchange(bob, bob.send(Ping("sync"))) == [Pong("sync")]
     assert bob.pending == 0
+
+
+# ------------------------------------------- answers and raw lines (issue 14)
+
+
+def test_ok_and_error_name_the_command_they_answer() -> None:
+    client = ClientSession()
+    client.send(Login("alice"))
+    (refused,) = client.receive_data(b"ERR username-taken x\n")
+    assert isinstance(refused, ErrorAnswer) and refused.answers == Login("alice")
+    client.send(Login("alice2"))
+    client.send(SendMessage("hi"))
+    client.send(SendDirect("bob", "x"))
+    client.send(Quit())
+    events = client.receive_data(b"OK\nOK\nOK\n")
+    assert [e.answers for e in events if isinstance(e, OkAnswer)] == [
+        Login("alice2"),
+        SendDirect("bob", "x"),  # the MSG before it succeeded silently
+        Quit(),
+    ]
+    # Still the plain events: equal, same hash, isinstance holds.
+    assert events == [Ok(), Ok(), Ok()] and [Ok(), Ok(), Ok()] == events
+    assert hash(events[0]) == hash(Ok()) and isinstance(events[0], Ok)
+    assert refused == Error("username-taken", "x") and hash(refused) == hash(
+        Error("username-taken", "x")
+    )
+    assert refused != Error("username-taken", "y")
+
+
+def test_an_ok_nobody_asked_for_stays_plain() -> None:
+    client = ClientSession()
+    (ok,) = client.receive_data(b"OK\n")
+    assert type(ok) is Ok
+
+
+def test_raw_lines_are_read_as_the_server_reads_them() -> None:
+    client = ClientSession()
+    assert client.send_raw("login bob") == b"login bob\n"
+    assert state(client) is ClientState.LOGGING_IN
+    assert client.send_raw("") == b"\n"  # an empty line earns nothing (§1.3)
+    client.send_raw("DANCE")  # refused: one ERR
+    client.send_raw(b"PING \xff")  # invalid UTF-8: one ERR
+    client.send_raw("msg hi")  # silent once logged in
+    client.send_raw("Ping t")
+    events = client.receive_data(b"OK\nERR unknown-command x\nERR invalid-utf8 y\nPONG t\n")
+    assert state(client) is ClientState.LOGGED_IN and client.username == "bob"
+    assert isinstance(events[0], OkAnswer) and events[0].answers == Login("bob")
+    assert [type(e) for e in events[1:3]] == [Error, Error]  # no command to name
+    assert events[3] == Pong("t")
+    assert client.pending == 0
+    client.send_raw("QUIT now")
+    assert state(client) is ClientState.CLOSED
+    with pytest.raises(LocalProtocolError, match="CLOSED"):
+        client.send_raw("PING")
+    (ok,) = client.receive_data(b"OK\n")
+    assert isinstance(ok, OkAnswer) and ok.answers == Quit()
+
+
+def test_raw_lines_the_server_refuses_do_not_change_the_state() -> None:
+    client = ClientSession()
+    client.send_raw("LOGIN bad name")  # invalid-username: not a login
+    client.send_raw("QUIT \x1b")  # invalid-characters: the server does not quit
+    assert state(client) is ClientState.CONNECTED
+    client.receive_data(b"ERR invalid-username x\nERR invalid-characters y\n")
+    assert client.pending == 0
+    with pytest.raises(ValueError, match="newline"):
+        client.send_raw("PING\nQUIT")
+
+
+def test_a_raw_second_login_does_not_steal_the_first_ones_name() -> None:
+    client = ClientSession()
+    client.send(Login("alice"))
+    client.send_raw("LOGIN bob")
+    events = client.receive_data(b"OK\nERR already-logged-in z\n")
+    assert client.username == "alice" and state(client) is ClientState.LOGGED_IN
+    assert isinstance(events[1], ErrorAnswer) and events[1].answers == Login("bob")
+
+
+def test_raw_lines_agree_with_the_real_server() -> None:
+    room = MemoryRoom()
+    wire = room.connect()
+    client = ClientSession()
+    for line in ("PING a", "msg early", "LOGIN ann", "MSG hi", "who", "HELP", "x", "PING b"):
+        wire.send(client.send_raw(line))
+    events = client.receive_data(wire.take())
+    assert events[-1] == Pong("b")
+    assert UserList(("ann",)) in events
+    assert client.pending == 0 and client.username == "ann"

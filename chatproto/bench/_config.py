@@ -6,13 +6,14 @@ among worker processes. Never does I/O.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from dataclasses import dataclass, field
 
-__all__ = ["SCENARIOS", "BenchConfig", "ProcShare"]
+__all__ = ["LINE_COUNTERS", "SCENARIOS", "BenchConfig", "ProcShare"]
 
 #: The scenarios ``chatproto-bench`` knows, in the order the help lists them.
-SCENARIOS = ("fanout", "connect", "pingpong", "slowreader")
+SCENARIOS = ("fanout", "connect", "pingpong", "slowreader", "idle")
 
 #: Scenarios in which some clients send MSG and others receive it.
 _BROADCAST = ("fanout", "slowreader")
@@ -36,6 +37,8 @@ class ProcShare:
     senders: int
     #: Whether this process holds the slow reader (slowreader, process 0).
     has_slow: bool
+    #: Connections this process opens and holds without taking part (idle).
+    idle: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +51,10 @@ class BenchConfig:
     scenario: str
     host: str = "127.0.0.1"
     port: int = 4000
-    #: Clients in total, over all processes.
+    #: Clients in total, over all processes (idle: the idle connections).
     clients: int = 10
-    #: Clients that send MSG (fanout, slowreader); ``None``: min(10, all).
+    #: Clients that send MSG (fanout, slowreader, the idle scenario's room);
+    #: ``None``: min(10, all).
     senders: int | None = None
     #: Measured seconds, after the warm-up.
     duration: float = 5.0
@@ -88,6 +92,17 @@ class BenchConfig:
     slow_drain: float = 2.0
     #: connect: seconds to wait for the PONG of every client in the burst.
     burst_timeout: float = 10.0
+    #: Bind each connection to one of this many loopback source addresses,
+    #: 127.0.0.2, 127.0.0.3, ... in turn (0: let the kernel choose). Each
+    #: source address has its own ~28,000 ephemeral ports.
+    source_addrs: int = 0
+    #: idle: users of a fan-out room run beside the idle connections (0: none).
+    room: int = 0
+    #: idle: log the idle connections in too (each then gets every join
+    #: notice and every room message: keep the numbers modest).
+    idle_login: bool = False
+    #: idle: seconds between two probe clients that connect and LOGIN.
+    probe_interval: float = 1.0
     #: Free text copied into the result.
     label: str = ""
 
@@ -98,21 +113,8 @@ class BenchConfig:
             raise ValueError(f"port must be 1 to 65535, got {self.port}")
         if self.procs < 1:
             raise ValueError(f"--procs must be at least 1, got {self.procs}")
-        minimum = self.procs * (2 if self.scenario in _BROADCAST else 1)
-        if self.scenario == "slowreader":
-            minimum += 1
-        if self.clients < minimum:
-            raise ValueError(
-                f"{self.scenario} with --procs {self.procs} needs at least {minimum} "
-                f"clients, got {self.clients}"
-            )
-        k = self.sender_count
-        if self.scenario in _BROADCAST:
-            readers = self.clients - (1 if self.scenario == "slowreader" else 0)
-            if not self.procs <= k <= readers:
-                raise ValueError(
-                    f"--senders must be between --procs ({self.procs}) and {readers}, got {k}"
-                )
+        self._check_sizes()
+        self._check_source_addrs()
         for share in self.shares():
             readers = share.clients - (1 if share.has_slow else 0)
             if share.senders > readers:
@@ -135,16 +137,71 @@ class BenchConfig:
             raise ValueError(f"--prefix must be ASCII letters, digits or _, got {self.prefix!r}")
         if len(self.prefix) + 12 > 32:
             raise ValueError("--prefix is too long for a 32-character username")
+        if self.probe_interval <= 0:
+            raise ValueError(f"--probe-interval must be positive, got {self.probe_interval}")
+
+    def _check_sizes(self) -> None:
+        if self.scenario == "idle":
+            if self.clients < 0 or self.room < 0:
+                raise ValueError("--clients and --room must not be negative")
+            if self.room and self.room < 2 * self.procs:
+                raise ValueError(
+                    f"a room with --procs {self.procs} needs at least {2 * self.procs} "
+                    f"users, got --room {self.room}"
+                )
+        else:
+            minimum = self.procs * (2 if self.scenario in _BROADCAST else 1)
+            if self.scenario == "slowreader":
+                minimum += 1
+            if self.clients < minimum:
+                raise ValueError(
+                    f"{self.scenario} with --procs {self.procs} needs at least {minimum} "
+                    f"clients, got {self.clients}"
+                )
+        k = self.sender_count
+        readers = self._members()
+        if readers and not self.procs <= k <= readers:
+            raise ValueError(
+                f"--senders must be between --procs ({self.procs}) and {readers}, got {k}"
+            )
+
+    def _check_source_addrs(self) -> None:
+        if not 0 <= self.source_addrs <= 250:
+            raise ValueError(f"--source-addrs must be 0 to 250, got {self.source_addrs}")
+        if not self.source_addrs:
+            return
+        try:
+            target = ipaddress.ip_address(self.host)
+        except ValueError:
+            target = None
+        if target is None or target.version != 4 or not target.is_loopback:
+            raise ValueError(
+                f"--source-addrs needs an IPv4 loopback --host (127.x.x.x), got {self.host!r}"
+            )
+
+    def _members(self) -> int:
+        """Clients that read broadcasts: every one but the slow reader (0: no broadcast)."""
+        if self.scenario == "idle":
+            return self.room
+        if self.scenario not in _BROADCAST:
+            return 0
+        return self.clients - (1 if self.scenario == "slowreader" else 0)
 
     @property
     def sender_count(self) -> int:
-        """Senders in total (0 outside fanout and slowreader)."""
-        if self.scenario not in _BROADCAST:
+        """Senders in total (0 outside fanout, slowreader and the idle scenario's room)."""
+        readers = self._members()
+        if not readers:
             return 0
         if self.senders is not None:
             return self.senders
-        readers = self.clients - (1 if self.scenario == "slowreader" else 0)
         return max(self.procs, min(10, readers))
+
+    def source_address(self, proc: int, index: int) -> str | None:
+        """The local address client ``index`` of process ``proc`` binds, if any."""
+        if not self.source_addrs:
+            return None
+        return f"127.0.0.{2 + (proc + index * self.procs) % self.source_addrs}"
 
     @property
     def batch_seconds(self) -> float:
@@ -160,24 +217,27 @@ class BenchConfig:
         slow reader (slowreader) is the first client of process 0 and is
         never a sender.
         """
-        n, k, p = self.clients, self.sender_count, self.procs
-        out = []
-        for i in range(p):
-            clients = n // p + (1 if i < n % p else 0)
-            senders = k // p + (1 if i < k % p else 0)
-            out.append(
-                ProcShare(
-                    proc=i,
-                    clients=clients,
-                    senders=senders,
-                    has_slow=self.scenario == "slowreader" and i == 0,
-                )
+        idle = self.scenario == "idle"
+        n, k, p = (self.room if idle else self.clients), self.sender_count, self.procs
+        return [
+            ProcShare(
+                proc=i,
+                clients=_part(n, p, i),
+                senders=_part(k, p, i),
+                has_slow=self.scenario == "slowreader" and i == 0,
+                idle=_part(self.clients, p, i) if idle else 0,
             )
-        return out
+            for i in range(p)
+        ]
 
     def username(self, proc: int, index: int) -> str:
         """The login name of client ``index`` of process ``proc``."""
         return f"{self.prefix}{proc}_{index}"
+
+
+def _part(total: int, parts: int, i: int) -> int:
+    """Part ``i`` of ``total`` shared out as evenly as possible; the first take the rest."""
+    return total // parts + (1 if i < total % parts else 0)
 
 
 #: What every worker counts about the lines and connections it saw; the
@@ -197,4 +257,6 @@ LINE_COUNTERS: tuple[str, ...] = (
     "stray_pongs",
     "disconnects",
     "echoes",
+    "idle_open",
+    "idle_dropped",
 )

@@ -10,15 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from ._config import LINE_COUNTERS, BenchConfig
-from ._stats import LatencyHistogram
+from ._stats import NS, LatencyHistogram
 
 __all__ = ["CPU_WARN_PCT", "render_table", "summarise"]
 
 #: Above this CPU share of one core, a worker is (nearly) saturated and the
 #: figures are a lower bound of what the server can do.
 CPU_WARN_PCT = 90.0
-
-_NS = 1_000_000_000
 
 
 def _sum(results: list[dict[str, Any]], key: str) -> int:
@@ -43,7 +41,7 @@ def summarise(
         "clients": cfg.clients,
         "procs": cfg.procs,
     }
-    counters = (*LINE_COUNTERS, "alive_at_end")
+    counters = (*LINE_COUNTERS, "alive_at_end", "idle_open_at_end")
     for key in counters:
         out[key] = _sum(results, key)
     errnos: dict[str, int] = {}
@@ -76,7 +74,7 @@ def summarise(
     starts = [r["t_first_connect"] for r in results if r["t_first_connect"]]
     ends = [r["t_last_login"] for r in results if r["t_last_login"]]
     if starts and ends and max(ends) > min(starts):
-        phase = (max(ends) - min(starts)) / _NS
+        phase = (max(ends) - min(starts)) / NS
         out["login_phase_s"] = round(phase, 3)
         out["logins_per_s"] = round(out["logins_ok"] / phase, 1)
 
@@ -87,6 +85,10 @@ def summarise(
     scenario = cfg.scenario
     if scenario in ("fanout", "slowreader"):
         _broadcast_figures(cfg, results, hist, out)
+    elif scenario == "idle":
+        _idle_figures(cfg, results, out)
+        if cfg.room:
+            _broadcast_figures(cfg, results, hist, out)
     elif scenario == "pingpong":
         out["warmup_s"] = cfg.warmup
         out["duration_s"] = duration
@@ -101,7 +103,7 @@ def summarise(
         bursts = [r["burst_ns"] for r in results if r["alive_after_hold"]] or [-1]
         out["burst_pongs"] = _sum(results, "burst_pongs")
         out["burst_all_ms"] = None if any(b < 0 for b in bursts) else round(max(bursts) / 1e6, 1)
-    if out["logins_ok"] == 0:
+    if out["logins_ok"] == 0 and not (scenario == "idle" and out["idle_open"]):
         out["ok"] = False
         out["error"] = _why_nobody_logged_in(out)
     out["warnings"] = _warnings(cfg, out)
@@ -141,17 +143,42 @@ def _broadcast_figures(
         slow = results[0]
         out["slow_state"] = slow["slow_state"]
         times = [r["slow_disconnected_at"] for r in results if r["slow_disconnected_at"]]
-        t_go_ws = min(times) if times else 0
         out["slow_disconnected_at_s"] = None
-        if t_go_ws:
-            # Seconds from the start of the measured window (negative: warm-up).
-            out["slow_disconnected_at_s"] = round((t_go_ws - int(results[0]["ws"])) / _NS, 2)
+        if times:
+            # Seconds of load (from go, warm-up included) before the drop was
+            # noticed: never negative, unlike a time from the measured window.
+            t_go = int(results[0]["t_go"])
+            out["slow_disconnected_at_s"] = round(max(0, min(times) - t_go) / NS, 2)
             if out["slow_state"] in ("alive", "unresponsive_or_backlogged", ""):
                 out["slow_state"] = "disconnected_during_run"
         out["slow_drained_bytes"] = slow["slow_drained_bytes"]
         best = max(series) if series else 0
         tail = sorted(series[-3:])
         out["others_healthy"] = bool(best) and tail[len(tail) // 2] >= best / 2
+
+
+def _idle_figures(cfg: BenchConfig, results: list[dict[str, Any]], out: dict[str, Any]) -> None:
+    """How many idle connections were held, what each cost, how fast a login was."""
+    out["idle"] = cfg.clients
+    out["room"] = cfg.room
+    out["source_addrs"] = cfg.source_addrs
+    out["hold_s"] = cfg.warmup + cfg.duration
+    starts = [r["t_first_connect"] for r in results if r["t_first_connect"]]
+    ends = [r["t_last_login"] for r in results if r["t_last_login"]]
+    if starts and ends and max(ends) > min(starts):
+        phase = (max(ends) - min(starts)) / NS
+        out["open_phase_s"] = round(phase, 3)
+        out["opens_per_s"] = round((out["idle_open"] + out["logins_ok"]) / phase, 1)
+    before, ready = out.get("rss_before_kb"), out.get("rss_ready_kb")
+    held = out["idle_open"] + out["logins_ok"]  # the room's users are noise among thousands
+    if before is not None and ready is not None and held:
+        out["rss_per_conn_kb"] = round((ready - before) / held, 2)
+    probes = LatencyHistogram()
+    for r in results:
+        probes.merge(r["probe_hist"])
+    out.update(probes.summary("probe_login"))
+    out["probes"] = _sum(results, "probes")
+    out["probe_fail"] = _sum(results, "probe_fail")
 
 
 def _why_nobody_logged_in(out: dict[str, Any]) -> str:
@@ -218,6 +245,33 @@ def _fmt(value: Any, unit: str = "") -> str:
     return str(value)
 
 
+def _idle_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [
+        ("idle connections", f"{result['idle_open']:,} open of {result['idle']:,}"),
+        ("still open at end", _fmt(result["idle_open_at_end"])),
+        ("dropped by server", _fmt(result["idle_dropped"])),
+        ("opened in", _fmt(result.get("open_phase_s"), " s")),
+        ("source addresses", str(result["source_addrs"] or "default")),
+    ]
+    if result["room"]:
+        rows.append(("room", f"{result['room']:,} users"))
+    if "rss_ready_kb" in result and "rss_before_kb" in result:
+        rss = f"{result['rss_before_kb'] / 1024:.1f} -> {result['rss_ready_kb'] / 1024:.1f} MiB"
+        rows.append(("server RSS, before -> open", rss))
+    if result.get("rss_per_conn_kb") is not None:
+        rows.append(("server RSS per conn", f"{result['rss_per_conn_kb']:.2f} KiB"))
+    probes = f"{result['probe_login_n']} of {result['probes']} answered"
+    rows += [
+        (
+            "probe logins",
+            probes + (f", {result['probe_fail']} failed" if result["probe_fail"] else ""),
+        ),
+        ("probe login p50", _fmt(result["probe_login_p50_us"], "ms")),
+        ("probe login max", _fmt(result["probe_login_max_us"], "ms")),
+    ]
+    return rows
+
+
 def render_table(result: dict[str, Any]) -> str:
     """The human summary of one result, as aligned text lines."""
     if not result.get("ok"):
@@ -225,8 +279,11 @@ def render_table(result: dict[str, Any]) -> str:
     rows: list[tuple[str, str]] = []
     s = result["scenario"]
     rows.append(("target", f"{result['host']}:{result['port']}"))
-    rows.append(("clients", f"{result['logins_ok']:,} logged in of {result['clients']:,}"))
-    if s in ("fanout", "slowreader"):
+    if s != "idle":
+        rows.append(("clients", f"{result['logins_ok']:,} logged in of {result['clients']:,}"))
+    if s == "idle":
+        rows += _idle_rows(result)
+    if s in ("fanout", "slowreader") or (s == "idle" and result["room"]):
         rows += [
             (
                 "senders x window",
@@ -244,7 +301,7 @@ def render_table(result: dict[str, Any]) -> str:
         if s == "slowreader":
             rows += [
                 ("slow reader", str(result["slow_state"])),
-                ("dropped at", _fmt(result["slow_disconnected_at_s"], " s")),
+                ("dropped after", _fmt(result["slow_disconnected_at_s"], " s of load")),
                 ("its backlog", _fmt(result["slow_drained_bytes"], " B")),
                 ("others healthy", _fmt(result["others_healthy"])),
             ]
@@ -256,7 +313,7 @@ def render_table(result: dict[str, Any]) -> str:
             ("latency p99", _fmt(result["lat_p99_us"], "ms")),
             ("latency max", _fmt(result["lat_max_us"], "ms")),
         ]
-    else:
+    elif s == "connect":
         rows += [
             ("logins/s", _fmt(result.get("logins_per_s"))),
             ("login p50", _fmt(result["login_lat_p50_us"], "ms")),

@@ -1,6 +1,6 @@
 """The parent process: start the workers, keep them in step, gather results.
 
-Owns the run's timeline. Each worker (:mod:`._client_loop`) connects and logs
+Owns the run's timeline. Each worker (:mod:`._worker`) connects and logs
 in its share of the clients and says ``ready``; once all are ready the parent
 sends every worker the same ``go`` with the start of the measurement window
 (``now + warmup``) in ``CLOCK_MONOTONIC`` nanoseconds, which all processes of
@@ -23,24 +23,26 @@ import time
 from multiprocessing.connection import Connection, wait
 from typing import Any, TextIO
 
-from ._client_loop import worker_main
 from ._config import BenchConfig
 from ._report import summarise
-from ._stats import ProcReader, ProcReading
+from ._stats import NS, ProcReader, ProcReading
+from ._worker import worker_main
 
 __all__ = ["run_bench"]
 
-_NS = 1_000_000_000
-
 
 class _ServerWatch:
-    """RSS every 0.5 s and CPU time at the window edges of the server process."""
+    """The server process: RSS before the clients, once they are all in, every 0.5 s
+    after ``go``; CPU time at the window edges."""
 
     def __init__(self, pid: int | None) -> None:
         self.reader = ProcReader(pid) if pid else None
         self.rss_series: list[int] = []
         self.rss_start = 0
         self.rss_max = 0
+        #: Before any client connected, and once every worker was ready.
+        self.before = self.reader.read() if self.reader else None
+        self.at_ready: ProcReading | None = None
         self.at_ws: ProcReading | None = None
         self.at_we: ProcReading | None = None
         self.t_ws = 0
@@ -70,8 +72,12 @@ class _ServerWatch:
             "rss_kb_every_0_5s": self.rss_series,
             "server_threads_max": self.threads_max,
         }
+        if self.before is not None:
+            out["rss_before_kb"] = self.before.rss_kb
+        if self.at_ready is not None:
+            out["rss_ready_kb"] = self.at_ready.rss_kb
         if self.at_ws and self.at_we and self.t_we > self.t_ws:
-            wall = (self.t_we - self.t_ws) / _NS
+            wall = (self.t_we - self.t_ws) / NS
             out["server_cpu_pct"] = round(100 * (self.at_we.cpu_s - self.at_ws.cpu_s) / wall, 1)
         return out
 
@@ -95,12 +101,12 @@ class _Progress:
         if self.out is not None:
             print(f"[chatproto-bench {self.cfg.scenario}] {text}", file=self.out, flush=True)
 
-    def line(self, now: int, phase: str) -> None:
+    def line(self, now: int, phase: str, rss_kb: int = 0) -> None:
         if self.out is None or not all(self.latest):
             return
-        keys = ("sent", "marker_lines", "pongs", "logins_ok", "disconnects", "err_lines", "lines")
+        keys = ("sent", "marker_lines", "pongs", "open", "disconnects", "err_lines", "lines")
         totals = {k: float(sum(t[k] for t in self.latest)) for k in keys}
-        dt = (now - self.t_prev) / _NS if self.t_prev else 0.0
+        dt = (now - self.t_prev) / NS if self.t_prev else 0.0
         cpus = [t["cpu_s"] for t in self.latest]
         if dt > 0:
             rate = {k: (totals[k] - self.previous.get(k, 0.0)) / dt for k in keys}
@@ -108,16 +114,21 @@ class _Progress:
                 f"{100 * (c - p) / dt:.0f}%" for c, p in zip(cpus, self.prev_cpu, strict=True)
             )
             scenario = self.cfg.scenario
-            if scenario in ("fanout", "slowreader"):
+            if phase == "login":
+                what = f"open {totals['open']:,.0f}"
+            elif scenario in ("fanout", "slowreader", "idle"):
                 what = f"deliveries/s {rate['marker_lines']:,.0f}  sent/s {rate['sent']:,.0f}"
             elif scenario == "pingpong":
                 what = f"pongs/s {rate['pongs']:,.0f}"
             else:
-                what = f"logged in {totals['logins_ok']:,.0f}  lines read/s {rate['lines']:,.0f}"
+                what = f"logged in {totals['open']:,.0f}  lines read/s {rate['lines']:,.0f}"
+            if scenario == "idle" and phase != "login":
+                what = f"open {totals['open']:,.0f}  {what}"
+            memory = f"  server RSS {rss_kb / 1024:,.0f} MiB" if rss_kb else ""
             self.say(
-                f"t={(now - self.t0) / _NS:5.1f}s {phase:<9} {what}  "
+                f"t={(now - self.t0) / NS:5.1f}s {phase:<9} {what}  "
                 f"disconnects {totals['disconnects']:.0f}  ERR {totals['err_lines']:.0f}  "
-                f"bench cpu {cpu}"
+                f"bench cpu {cpu}{memory}"
             )
         self.previous = totals
         self.prev_cpu = cpus
@@ -138,6 +149,7 @@ def run_bench(cfg: BenchConfig, progress: TextIO | None = sys.stderr) -> dict[st
     """
     ctx = _context()
     shares = cfg.shares()
+    watch = _ServerWatch(cfg.server_pid)  # before any client connects
     pipes: list[Connection] = []
     procs = []
     for share in shares:
@@ -151,9 +163,13 @@ def run_bench(cfg: BenchConfig, progress: TextIO | None = sys.stderr) -> dict[st
         pipes.append(parent_end)
         procs.append(proc)
     show = _Progress(cfg, progress, len(shares))
-    watch = _ServerWatch(cfg.server_pid)
     try:
         return _coordinate(cfg, pipes, show, watch)
+    except KeyboardInterrupt:
+        # Ctrl-C: the workers ignore it (see worker_main); stop them now.
+        for proc in procs:
+            proc.kill()
+        raise
     finally:
         for proc in procs:
             proc.join(timeout=2.0)
@@ -173,7 +189,7 @@ def _coordinate(
     results: dict[int, dict[str, Any]] = {}
     errors: list[str] = []
     t_begin = time.monotonic_ns()
-    login_deadline = t_begin + int((cfg.login_timeout + 10) * _NS)
+    login_deadline = t_begin + int((cfg.login_timeout + 10) * NS)
     hard_deadline = t_begin + int(
         (
             2 * cfg.login_timeout
@@ -185,7 +201,7 @@ def _coordinate(
             + cfg.ack_timeout
             + 30
         )
-        * _NS
+        * NS
     )
     by_pipe = {id(p): i for i, p in enumerate(pipes)}
     # Pipes still to hear from; a worker's pipe leaves once it has answered
@@ -194,8 +210,10 @@ def _coordinate(
     t_go = ws = we = 0
     finish_sent = False
     finish_at = 0
-    next_line = 0
+    next_line = t_begin + NS + NS // 10
+    show.t0 = show.t_prev = t_begin
     next_rss = 0
+    rss_kb = 0
     show.say(
         f"{cfg.clients} clients on {cfg.host}:{cfg.port}, {n} process(es)"
         + (f", {cfg.sender_count} senders, window {cfg.window}" if cfg.sender_count else "")
@@ -226,23 +244,34 @@ def _coordinate(
             elif kind == "error":
                 errors.append(f"worker {proc} failed:\n{payload}")
         now = time.monotonic_ns()
+        if not t_go and now >= next_line:
+            show.line(now, "login")
+            next_line += NS
         if not t_go and len(ready) == n:
+            watch.at_ready = watch.sample()
             if cfg.scenario != "connect":
                 logged = sum(r.get("logins_ok", 0) for r in ready.values())
-                show.say(f"logged in {logged}/{cfg.clients} in {(now - t_begin) / 1e9:.2f}s")
-            t_go = now + _NS // 20
-            ws = t_go + int(cfg.warmup * _NS)
-            we = ws + int(cfg.duration * _NS)
+                opened = f"{(now - t_begin) / 1e9:.2f}s"
+                if cfg.scenario == "idle":
+                    idle = sum(r.get("idle_open", 0) for r in ready.values())
+                    show.say(f"{idle}/{cfg.clients} idle open, {logged} logged in, in {opened}")
+                else:
+                    show.say(f"logged in {logged}/{cfg.clients} in {opened}")
+            t_go = now + NS // 20
+            ws = t_go + int(cfg.warmup * NS)
+            we = ws + int(cfg.duration * NS)
             if cfg.scenario == "connect":
                 ws = t_go
             show.t0 = show.t_prev = t_go
+            show.previous = {}
             for pipe in pipes:
                 pipe.send(("go", t_go, ws))
-            next_line = t_go + _NS + _NS // 10
+            next_line = t_go + NS + NS // 10
         if t_go:
             if now >= next_rss:
-                watch.sample()
-                next_rss = now + _NS // 2
+                reading = watch.sample()
+                rss_kb = reading.rss_kb if reading else 0
+                next_rss = now + NS // 2
             if not watch.t_ws and now >= ws:
                 watch.t_ws, watch.at_ws = now, watch.sample()
             if not watch.t_we and now >= we and cfg.scenario != "connect":
@@ -251,11 +280,11 @@ def _coordinate(
                 phase = "warm-up" if now < ws else ("measuring" if now < we else "draining")
                 if cfg.scenario == "connect":
                     phase = "connect"
-                show.line(now, phase)
-                next_line += _NS
+                show.line(now, phase, rss_kb)
+                next_line += NS
         if not finish_sent and len(drained) + len(errors) >= n and t_go:
             # A moment for lines between processes still on the wire.
-            finish_at = finish_at or now + _NS // 10
+            finish_at = finish_at or now + NS // 10
             if now >= finish_at:
                 if cfg.scenario == "connect":
                     watch.t_we, watch.at_we = now, watch.sample()

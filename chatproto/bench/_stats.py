@@ -18,11 +18,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "NS",
     "LatencyHistogram",
     "ProcReader",
     "bucket_us",
     "median",
 ]
+
+#: Nanoseconds per second: every clock here is ``time.monotonic_ns()``.
+NS = 1_000_000_000
 
 # Latencies below this many microseconds are kept exactly; above it, rounded
 # down to 7 significant bits (a relative error under 1/128).

@@ -3,7 +3,7 @@
 Owns the arguments, their help, and where the output goes: live progress on
 stderr, the summary table (or with ``--json`` one JSON object) on stdout.
 Exit status: 0 measured, 1 the server failed (nobody could log in, a worker
-gave up), 2 bad arguments.
+gave up), 2 bad arguments, 130 interrupted (Ctrl-C: one line, no traceback).
 """
 
 from __future__ import annotations
@@ -30,6 +30,15 @@ scenarios:
   slowreader  like fanout, but one of the N clients logs in and never reads:
               what happens to it, to the others' delivery rate, and (with
               --server-pid) to the server's memory.
+  idle        opens N connections that stay idle (each answers one PING, so
+              the server has really taken it; --idle-login: they log in) and
+              holds them for --warmup + --duration s. In the measured window
+              a probe client connects and logs in every --probe-interval s
+              (connect to OK, p50/max), and --room R users run a fanout
+              beside them (from the start of the warm-up). With
+              --server-pid: the server's RSS before, with N open, and per
+              connection. Run the same with --clients 0 for the room's rate
+              without them.
 
 A message is acknowledged (the sender may send another) when the observer
 client of the sender's own process receives it (--ack observer), or every
@@ -37,6 +46,18 @@ other reading client of that process (--ack all). The first --warmup seconds
 are excluded; messages sent in the window count, even if delivered while
 draining. When a worker used more than 90% of a core the figures are a lower
 bound of the server's capacity: the result says so.
+
+Many connections from one machine: each process raises its open-files limit
+to the hard limit; share the connections among processes (--procs) so each
+stays under it, and spread them over loopback source addresses
+(--source-addrs K binds to 127.0.0.2 .. 127.0.0.K+1, each with its own
+ephemeral ports; Linux routes all of 127.0.0.0/8 to the loopback). Run the
+server with an --idle-timeout longer than the run.
+For example, 19,000 idle connections and a 100-user room beside them:
+
+  chatproto-serve --port 4000 --idle-timeout 3600 --max-clients 30000 &
+  chatproto-bench idle --port 4000 --server-pid $! --clients 19000 \\
+      --procs 2 --source-addrs 4 --room 100 --duration 10
 """
 
 
@@ -76,6 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slow-rcvbuf", type=int, default=d.slow_rcvbuf)
     p.add_argument("--slow-drain", type=float, default=d.slow_drain)
     p.add_argument("--burst-timeout", type=float, default=d.burst_timeout)
+    p.add_argument(
+        "--source-addrs",
+        type=int,
+        default=d.source_addrs,
+        metavar="K",
+        help="bind to loopback source addresses 127.0.0.2 .. 127.0.0.K+1 in turn (0: no)",
+    )
+    p.add_argument("--room", type=int, default=d.room, help="idle: users of a fanout beside them")
+    p.add_argument("--idle-login", action="store_true", help="idle: log the idle ones in too")
+    p.add_argument(
+        "--probe-interval",
+        type=float,
+        default=d.probe_interval,
+        help="idle: seconds between two probe logins (%(default)s)",
+    )
     p.add_argument("--label", default="", help="free text copied into the result")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--quiet", "-q", action="store_true", help="no live progress")
@@ -106,6 +142,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         slow_rcvbuf=args.slow_rcvbuf,
         slow_drain=args.slow_drain,
         burst_timeout=args.burst_timeout,
+        source_addrs=args.source_addrs,
+        room=args.room,
+        idle_login=args.idle_login,
+        probe_interval=args.probe_interval,
         label=args.label,
         **extra,
     )
@@ -119,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
-    result = run_bench(cfg, progress=None if args.quiet else sys.stderr)
+    try:
+        result = run_bench(cfg, progress=None if args.quiet else sys.stderr)
+    except KeyboardInterrupt:
+        print("chatproto-bench: interrupted", file=sys.stderr, flush=True)
+        return 130
     if args.json:
         print(json.dumps(result, separators=(",", ":")), flush=True)
     else:

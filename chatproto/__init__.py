@@ -14,8 +14,16 @@ tools in ``chatproto.cli`` and ``chatproto.conformance``. Importing
 ``chatproto`` loads none of them. The normative spec is docs/protocol.md.
 """
 
-from ._client_session import ClientEvent, ClientSession, ClientState, UserList
+from ._client_session import (
+    ClientEvent,
+    ClientSession,
+    ClientState,
+    ErrorAnswer,
+    OkAnswer,
+    UserList,
+)
 from ._commands import (
+    CONTROL_RE,
     Command,
     Help,
     ListUsers,
@@ -72,6 +80,7 @@ from ._server_session import BadCommand, ServerSession, SessionState
 __version__ = "0.1.0"
 
 __all__ = [
+    "CONTROL_RE",
     "HELP_TEXT",
     "BadCommand",
     "ChatServer",
@@ -89,6 +98,7 @@ __all__ = [
     "DirectMessageSent",
     "DirectReceived",
     "Error",
+    "ErrorAnswer",
     "ErrorCode",
     "FloodLimited",
     "Help",
@@ -104,6 +114,7 @@ __all__ = [
     "MessageBroadcast",
     "MessageReceived",
     "Ok",
+    "OkAnswer",
     "PauseCause",
     "Ping",
     "Pong",

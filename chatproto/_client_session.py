@@ -40,9 +40,27 @@ from ._commands import (
 from ._config import ClientConfig
 from ._errors import ErrorCode, LocalProtocolError
 from ._framing import LineBuffer
-from ._replies import Error, Info, Ok, Pong, ServerLine, UnknownLine, User, parse_server_line
+from ._replies import (
+    HELP_TEXT,
+    Error,
+    Info,
+    Ok,
+    Pong,
+    ServerLine,
+    UnknownLine,
+    User,
+    parse_server_line,
+)
 
-__all__ = ["ClientEvent", "ClientSession", "ClientState", "ErrorAnswer", "OkAnswer", "UserList"]
+__all__ = [
+    "TRANSITIONS",
+    "ClientEvent",
+    "ClientSession",
+    "ClientState",
+    "ErrorAnswer",
+    "OkAnswer",
+    "UserList",
+]
 
 
 class ClientState(Enum):
@@ -56,6 +74,22 @@ class ClientState(Enum):
     LOGGED_IN = "logged-in"
     #: QUIT sent or the stream ended: nothing more may be sent.
     CLOSED = "closed"
+
+
+#: (state, trigger) -> next state: the only way a client session's state
+#: changes. Rules: a LOGIN sent while connected starts a login; its OK logs in,
+#: its ERR goes back to connected; QUIT sent or the end of stream close it, for
+#: good. What the server sends never raises: a reply that fits no transition
+#: (an OK for a LOGIN after QUIT was sent) leaves the state as it is.
+TRANSITIONS: Final[dict[tuple[ClientState, str], ClientState]] = {
+    (ClientState.CONNECTED, "login_sent"): ClientState.LOGGING_IN,
+    (ClientState.LOGGING_IN, "login_accepted"): ClientState.LOGGED_IN,
+    (ClientState.LOGGING_IN, "login_refused"): ClientState.CONNECTED,
+    (ClientState.CONNECTED, "close"): ClientState.CLOSED,
+    (ClientState.LOGGING_IN, "close"): ClientState.CLOSED,
+    (ClientState.LOGGED_IN, "close"): ClientState.CLOSED,
+    (ClientState.CLOSED, "close"): ClientState.CLOSED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +163,10 @@ _MSG_ERRORS: Final = frozenset(
         ErrorCode.INVALID_CHARACTERS.value,
     }
 )
+
+
+#: The answer to HELP, as chatproto sends it (the one reply that is an INFO line).
+_HELP_REPLY: Final = Info(HELP_TEXT)
 
 
 class ClientSession:
@@ -209,11 +247,19 @@ class ClientSession:
     def _expect(self, sent: Command | _Unreadable) -> None:
         """Remember that ``sent`` went out: its reply is due, and the state moves."""
         if isinstance(sent, Login):
-            if self._state is ClientState.CONNECTED:
-                self._state = ClientState.LOGGING_IN
+            self._move("login_sent")  # a raw LOGIN while one is under way: no move
         elif isinstance(sent, Quit):
-            self._state = ClientState.CLOSED
+            self._move("close")
         self._pending.append(sent)
+
+    def _move(self, trigger: str) -> None:
+        """Change state as :data:`TRANSITIONS` says; a trigger that does not fit is a no-op.
+
+        The public methods refuse what the local program may not do before
+        they get here (with :class:`LocalProtocolError`); a server's reply
+        never raises.
+        """
+        self._state = TRANSITIONS.get((self._state, trigger), self._state)
 
     def who(self, token: str = "who") -> bytes:
         """``WHO`` then ``PING token``: the :class:`UserList` arrives with the ``PONG``."""
@@ -248,7 +294,7 @@ class ClientSession:
             events.append(UserList(tuple(self._who)))
         self._pending.clear()
         self._who = {}
-        self._state = ClientState.CLOSED
+        self._move("close")
         return events
 
     def _match(self, event: ServerLine, events: list[ClientEvent]) -> Command | None:
@@ -257,9 +303,7 @@ class ClientSession:
         Returns the command ``event`` answers, if it answers one.
         """
         pending = self._pending
-        if not isinstance(event, (Ok, Error, Pong, User)) and not (
-            isinstance(event, Info) and event.text.startswith("commands:")
-        ):
+        if not isinstance(event, (Ok, Error, Pong, User)) and event != _HELP_REPLY:
             # Pushed lines (MSG, DM, INFO ...) answer nothing, but the USER
             # block is contiguous (§9.1): a pushed line after it ends it, and
             # the list must come before that line, not at the next reply.
@@ -294,12 +338,11 @@ class ClientSession:
                 return None
             if isinstance(head, Login):
                 if isinstance(event, Ok):
-                    self._state = ClientState.LOGGED_IN
-                    self._username = head.name
-                elif self._state is ClientState.LOGGING_IN and not any(
-                    isinstance(c, Login) for c in pending
-                ):
-                    self._state = ClientState.CONNECTED
+                    if self._state is ClientState.LOGGING_IN:
+                        self._username = head.name
+                    self._move("login_accepted")
+                elif not any(isinstance(c, Login) for c in pending):
+                    self._move("login_refused")
             return head
         return None
 

@@ -17,6 +17,7 @@ from enum import IntEnum
 from typing import Final, TypeVar, Union
 
 __all__ = [
+    "CONTROL_RE",
     "Command",
     "Help",
     "ListUsers",

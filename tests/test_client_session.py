@@ -17,6 +17,7 @@ from chatproto import (
     Command,
     DirectReceived,
     Error,
+    ErrorAnswer,
     ErrorCode,
     Help,
     IdleTimeout,
@@ -26,6 +27,7 @@ from chatproto import (
     Login,
     MessageReceived,
     Ok,
+    OkAnswer,
     Ping,
     Pong,
     Quit,
@@ -42,7 +44,6 @@ from chatproto import (
     encode_server_line,
     parse_server_line,
 )
-from chatproto._client_session import ErrorAnswer, OkAnswer
 from tests.memory_harness import MemoryRoom
 
 

@@ -53,6 +53,11 @@ def _serve(*args: str) -> tuple[str, ...]:
         # this, but a long run must not see them idle-timed-out.
         "--idle-timeout",
         "3600",
+        # Throughput is measured with flood control off: a closed-loop sender
+        # sends far more than the default 50 lines/s on purpose. The flood
+        # scenario of docs/performance.md measures the defaults separately.
+        "--flood-rate",
+        "0",
     )
 
 

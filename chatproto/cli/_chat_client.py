@@ -15,13 +15,16 @@ from collections.abc import Callable
 from typing import Final
 
 from chatproto import (
+    ClientSession,
     ClientState,
     Command,
     Error,
+    ErrorAnswer,
     IdleTimeout,
     LocalProtocolError,
     Login,
     Ok,
+    OkAnswer,
     Ping,
     Pong,
     Quit,
@@ -32,7 +35,6 @@ from chatproto import (
     User,
     is_valid_username,
 )
-from chatproto._client_session import ClientSession, ErrorAnswer, OkAnswer
 
 from ._chat_format import format_event, notice
 from ._chat_input import (

@@ -12,7 +12,10 @@ import time
 import zlib
 from typing import Final
 
+# The protocol's own definition of a control character (§2.2: C0 but tab,
+# DEL, C1): the core refuses them on the way in; here they are shown escaped.
 from chatproto import (
+    CONTROL_RE,
     ClientEvent,
     DirectReceived,
     Error,
@@ -28,10 +31,6 @@ from chatproto import (
     UserJoined,
     UserList,
 )
-
-# The protocol's own definition of a control character (§2.2: C0 but tab,
-# DEL, C1): the core refuses them on the way in; here they are shown escaped.
-from chatproto._commands import CONTROL_RE
 
 __all__ = ["format_event", "notice", "sanitize"]
 

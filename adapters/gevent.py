@@ -24,7 +24,8 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.event
@@ -32,14 +33,12 @@ import gevent.event
 from chatproto import CloseMode, ConnId, ServerConfig
 
 from . import ServerObserver
-from ._plumbing import ACCEPT_BATCH, RECV_SIZE, CoreLink, is_resource_error
+from ._plumbing import RECV_SIZE, DrainPass
 
 __all__ = ["GeventServer", "run"]
 
 _OPEN, _AFTER_FLUSH, _NOW = CloseMode.OPEN, CloseMode.AFTER_FLUSH, CloseMode.NOW
 _READ, _WRITE = 1, 2
-#: A drain pass longer than this delays the next one (see service()).
-_BATCH_AFTER: Final = 0.002
 
 
 class _Connection:
@@ -70,7 +69,7 @@ class _Connection:
         self.peer_done = False
 
 
-class GeventServer(CoreLink):
+class GeventServer(DrainPass):
     """Serves one :class:`~chatproto.ChatServer` with gevent. ``serve(sock)`` blocks."""
 
     def __init__(
@@ -82,13 +81,9 @@ class GeventServer(CoreLink):
         self.conns: dict[ConnId, _Connection] = {}
         self.listener: socket.socket | None = None
         self.acceptor: Any = None
-        #: Connections with news, drained by the next pass.
-        self.pending: list[ConnId] = []
-        self.scheduled = False
-        self.pass_cost = 0.0
         self.timer: Any = None
         self.stop = gevent.event.Event()
-        self.all_closed = gevent.event.Event()
+        self.all_closed: gevent.event.Event = gevent.event.Event()
 
     # ------------------------------------------------------------ serving
 
@@ -102,14 +97,8 @@ class GeventServer(CoreLink):
         self.acceptor = self.loop.io(sock.fileno(), _READ)
         self.acceptor.start(self._accept)
         self.stop.wait()
-        self.acceptor.stop()
-        self.acceptor.close()
-        self.listener = None
+        self.begin_shutdown()
         sock.close()
-        if self.observer is not None:
-            self.observer.stopping(self.core.connection_count)
-        self.feed(self.core.shutdown, self.clock())
-        self.check_finished()
         self.all_closed.wait()
         if self.timer is not None:
             self.timer.stop()
@@ -118,34 +107,29 @@ class GeventServer(CoreLink):
         """Begin a graceful shutdown (call from inside the gevent hub's thread)."""
         self.stop.set()
 
+    def stop_accepting(self) -> None:
+        if self.listener is not None:
+            self.acceptor.stop()
+            self.acceptor.close()
+            self.listener = None
+
     # ----------------------------------------------------------- accepting
 
     def _accept(self) -> None:
-        listener = self.listener
-        if listener is None:
+        if self.listener is None:
             return
-        for _ in range(ACCEPT_BATCH):
-            try:
-                sock, peer = listener.accept()
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if not is_resource_error(exc):
-                    return  # the client gave up meanwhile (ECONNABORTED...)
-                # Out of descriptors: stop listening for a while, then retry.
-                self.acceptor.stop()
-                retry = self.loop.timer(self.backoff.failed(exc))
-                retry.start(self._resume_accepting, retry)
-                return
-            conn = self.admit(self.clock(), sock, peer)
-            if conn is None:
-                continue  # turned away
-            self.announce(conn, peer)
-            sock.setblocking(False)
+        served = self.take_accepted(self.listener)
+        for conn, sock in served:
             reader = self.loop.io(sock.fileno(), _READ)
             c = self.conns[conn] = _Connection(conn, sock, reader)
             reader.start(self._on_readable, c)
+        if served:
             self.service()
+
+    def pause_accepting(self, delay: float) -> None:
+        self.acceptor.stop()
+        retry = self.loop.timer(delay)
+        retry.start(self._resume_accepting, retry)
 
     def _resume_accepting(self, retry: Any) -> None:
         retry.close()
@@ -168,7 +152,7 @@ class GeventServer(CoreLink):
             events = self.core.receive_data(c.conn, data, self.clock())
             if events and self.observer is not None:
                 self.observer.events(events)
-            self.service(c)
+            self.service(c.conn)
             return
         # End of stream.
         c.reader.stop()
@@ -182,6 +166,11 @@ class GeventServer(CoreLink):
         c.writer.stop()
         self._flush(c)
         self.drained()
+
+    def flush(self, conn: ConnId, now: float | None = None) -> None:
+        c = self.conns.get(conn)
+        if c is not None:
+            self._flush(c, now)
 
     def _flush(self, c: _Connection, now: float | None = None) -> None:
         """Send what the core has for ``c`` until the kernel pushes back; close when told."""
@@ -249,15 +238,6 @@ class GeventServer(CoreLink):
         else:
             c.reader.stop()
 
-    def wake_writer(self, conn: ConnId) -> None:
-        self.pending.append(conn)
-        self._schedule_pass()
-
-    def abort(self, conn: ConnId) -> None:
-        c = self.conns.get(conn)
-        if c is not None:
-            self._close(c)
-
     def set_timer(self, deadline: float | None) -> None:
         if self.timer is not None:
             self.timer.close()
@@ -272,61 +252,17 @@ class GeventServer(CoreLink):
             self.timer = None
         self.on_timer(self.clock())
 
-    def service(self, origin: _Connection | None = None) -> None:
-        """Act on the core's news; the writes wait for this iteration's drain pass."""
-        core = self.core
-        changes = core.take_reading_changes()
-        if changes:
-            for conn, read in changes:
-                self.set_reading(conn, read)
-        ready = core.take_ready()
-        if ready:
-            if (
-                origin is not None
-                and not self.scheduled
-                and len(ready) == 1
-                and ready[0] == origin.conn
-            ):
-                # Only the connection that was just read has output (a reply
-                # to its own request): it leaves now instead of after the pass.
-                self._flush(origin)
-            else:
-                self.pending += ready
-                self._schedule_pass()
-        if core.deadline_moved():
-            self.set_timer(core.next_deadline())
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.loop.run_callback(callback)
 
-    def _schedule_pass(self) -> None:
-        if not self.scheduled:
-            self.scheduled = True
-            if self.pass_cost > _BATCH_AFTER:
-                # Draining is expensive now: let input gather for as long as
-                # the last pass took (see the asyncio data path).
-                delay = self.loop.timer(self.pass_cost)
-                delay.start(self._pass, delay)
-            else:
-                self.loop.run_callback(self._pass)
+    def call_later(self, delay: float, callback: Callable[[], None]) -> None:
+        timer = self.loop.timer(delay)
 
-    def _pass(self, delay: Any = None) -> None:
-        """Once per loop iteration, after all its reads were fed: drain and close."""
-        if delay is not None:
-            delay.close()
-        self.scheduled = False
-        start = time.perf_counter()
-        conns = self.conns
-        pending, self.pending = self.pending, []
-        now = self.clock()
-        for conn in pending:
-            c = conns.get(conn)
-            if c is not None:
-                self._flush(c, now)
-        self.pass_cost = time.perf_counter() - start
-        self.drained()  # drains can let held input run now
+        def fire() -> None:
+            timer.close()
+            callback()
 
-    def check_finished(self) -> None:
-        """Notice the end of a shutdown."""
-        if self.finished:
-            self.all_closed.set()
+        timer.start(fire)
 
 
 def run(

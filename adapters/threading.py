@@ -78,7 +78,7 @@ class ThreadingServer(CoreLink):
         #: Connections with news for the writer thread.
         self.pending: list[ConnId] = []
         self.stop = threading.Event()
-        self.all_closed = threading.Event()
+        self.all_closed: threading.Event = threading.Event()
 
     # ------------------------------------------------------------ serving
 
@@ -92,10 +92,7 @@ class ThreadingServer(CoreLink):
         self._accept(sock)
         sock.close()
         with self.lock:
-            if self.observer is not None:
-                self.observer.stopping(self.core.connection_count)
-            self.feed(self.core.shutdown, self.clock())
-            self.check_finished()
+            self.begin_shutdown()
         self.all_closed.wait()
         self._wake()
         writer.join()
@@ -103,6 +100,9 @@ class ThreadingServer(CoreLink):
     def shutdown(self) -> None:
         """Begin a graceful shutdown; safe from any thread or a signal handler."""
         self.stop.set()
+
+    def stop_accepting(self) -> None:
+        pass  # the accept loop has ended already: serve() shuts down after it
 
     # ----------------------------------------------------------- accepting
 
@@ -270,10 +270,7 @@ class ThreadingServer(CoreLink):
         # round trip's latency. Many (a broadcast to a big room): the writer
         # takes them, and while it sends, more lines gather per recipient.
         core = self.core
-        changes = core.take_reading_changes()
-        if changes:
-            for conn, read in changes:
-                self.set_reading(conn, read)
+        self.apply_reading_changes()
         ready = core.take_ready()
         if ready:
             if len(ready) <= _INLINE_MAX and not self.woken:
@@ -293,11 +290,6 @@ class ThreadingServer(CoreLink):
             self.wake_w.send(b"!")
         except OSError:
             pass  # the pair is full: the writer is awake anyway
-
-    def check_finished(self) -> None:
-        """Notice the end of a shutdown (lock held)."""
-        if self.finished:
-            self.all_closed.set()
 
 
 def run(

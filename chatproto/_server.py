@@ -19,7 +19,6 @@ import heapq
 import math
 from typing import Final
 
-from ._commands import Kind
 from ._config import ServerConfig
 from ._connection import Connection, Timer
 from ._errors import ErrorCode, LocalProtocolError
@@ -29,7 +28,6 @@ from ._events import (
     ConnectionClosed,
     ConnectionRefused,
     ConnId,
-    PauseCause,
     ServerEvent,
 )
 from ._replies import (
@@ -47,17 +45,6 @@ _FULL: Final = ConnectionRefused(CloseReason.SERVER_FULL, ERROR_LINES[ErrorCode.
 _GOING: Final = ConnectionRefused(CloseReason.SHUTDOWN, SHUTDOWN_LINE)
 
 _OPEN, _AFTER_FLUSH, _NOW = CloseMode.OPEN, CloseMode.AFTER_FLUSH, CloseMode.NOW
-_BACKPRESSURE = PauseCause.BACKPRESSURE
-# The kinds, as locals of this module: compared once per line with "is".
-_MSG, _PING, _BAD, _LOGIN, _DM, _WHO, _HELP = (
-    Kind.MSG,
-    Kind.PING,
-    Kind.BAD,
-    Kind.LOGIN,
-    Kind.DM,
-    Kind.WHO,
-    Kind.HELP,
-)
 
 
 class ChatServer(Routing):

@@ -264,6 +264,7 @@ def test_running_out_of_descriptors_is_one_warning_and_a_retry(flavour: list[str
             clients.append(Client(server.port))
             clients[-1].sync()  # served: the server holds its descriptor now
         waiting = [Client(server.port) for _ in range(20)]  # in the accept queue
+        wait_for(lambda: "cannot accept connections" in server.stderr(), "accept to fail")
         assert rtt(first) < 1.0  # still serving those it has
         for c in clients:
             c.close()

@@ -99,7 +99,7 @@ def test_wheel_installs_and_imports_adapters(wheel: Path, tmp_path: Path) -> Non
     ("module", "args", "extra"),
     [
         ("gevent", ["--backend", "gevent"], "chatproto[gevent]"),
-        ("anyio", ["--backend", "anyio"], "chatproto[anyio]"),
+        ("anyio", ["--backend", "anyio"], "anyio>=4.0"),
         ("trio", ["--backend", "anyio", "--anyio-backend", "trio"], "chatproto[trio]"),
         ("uvloop", ["--backend", "anyio", "--uvloop"], "chatproto[uvloop]"),
     ],

@@ -54,11 +54,17 @@ class ServerProcess:
             self.proc.wait(DEADLINE)
             raise RuntimeError(f"server did not start: {line!r} {self.stderr()[-2000:]}")
         self.banner = line
+        self.signalled = False
         self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
 
+    def signal(self, signum: int) -> None:
+        """Send ``signum``; :meth:`stop` then only waits (a second SIGINT would force an exit)."""
+        self.signalled = True
+        self.proc.send_signal(signum)
+
     def stop(self) -> tuple[int, str]:
-        """SIGINT, then wait; returns the exit code and stderr."""
-        if self.proc.poll() is None:
+        """SIGINT (unless :meth:`signal` sent one), then wait; returns the exit code and stderr."""
+        if self.proc.poll() is None and not self.signalled:
             self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.communicate(timeout=DEADLINE)

@@ -318,11 +318,12 @@ def test_shutdown_signals_announce_then_force() -> None:
     open_now = [2]
     signals = ShutdownSignals(lambda: open_now[0], force_exit=exits.append)
     signals.signalled(signal.SIGTERM)
+    signals.signalled(signal.SIGTERM)  # a supervisor repeating itself: still graceful
     assert exits == []
     open_now[0] = 1
     signals.signalled(signal.SIGINT)
     assert exits == [130]
-    assert signals.received == [signal.SIGTERM, signal.SIGINT]
+    assert signals.received == [signal.SIGTERM, signal.SIGTERM, signal.SIGINT]
 
 
 @pytest.fixture(params=list(BACKENDS.values()), ids=list(BACKENDS))
@@ -345,13 +346,11 @@ def test_shutdown_says_how_many_connections_it_closes(
         clients = [Client(server.port).login(name) for name in ("ann", "bob")]
         clients.append(Client(server.port))  # connected, never logged in
         clients[2].sync()
-        server.proc.send_signal(signum)
+        server.signal(signum)
         for c in clients:
             assert "INFO server-shutdown" in c.wait_eof()
             c.close()
-        # No stop(): its SIGINT would be the second signal.
-        code = server.proc.wait(DEADLINE)
-        err = server.stderr()
+        code, err = server.stop()
     assert code == 0, err
     lines = [line for line in err.splitlines() if "shutting down" in line]
     assert len(lines) == 1, err
@@ -372,4 +371,12 @@ def test_a_second_ctrl_c_exits_at_once(backend: list[str]) -> None:
         err = server.stderr()
         stuck.close()
     assert code == 130, err
-    assert "second signal (SIGINT): exiting now, dropping 1 connection" in err
+    assert "second SIGINT: exiting now, dropping 1 connection" in err
+
+
+def test_operations_page_documents_every_variable() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    for action in build_parser()._actions:
+        name = env_name(action)
+        if name is not None:
+            assert f"`{name}`" in page, f"docs/operations.md does not document {name}"

@@ -357,11 +357,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     flavour = args.backend
     if args.backend == "anyio":
         flavour += f"/{args.anyio_backend}" + ("+uvloop" if args.uvloop else "")
+    # Imported before the banner: a broken install fails before it claims to serve.
+    adapter = importlib.import_module(f"chatproto.adapters.{args.backend}")
     address = format_address(bound_host, bound_port)
     print(f"chatproto-serve listening on {address} (backend {flavour})", flush=True)
     shutdown = ShutdownSignals(lambda: observer.open_connections)
     observer = LoggingObserver(shutdown, args.backend)
-    adapter = importlib.import_module(f"chatproto.adapters.{args.backend}")
     try:
         if args.backend == "anyio":
             adapter.run(

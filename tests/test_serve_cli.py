@@ -313,17 +313,32 @@ def test_uvloop_with_trio_is_refused(
 # --------------------------------------------------------------- shutdown
 
 
-def test_shutdown_signals_announce_then_force() -> None:
+def test_shutdown_signals_announce_then_force(caplog: pytest.LogCaptureFixture) -> None:
     exits: list[int] = []
     open_now = [2]
     signals = ShutdownSignals(lambda: open_now[0], force_exit=exits.append)
-    signals.signalled(signal.SIGTERM)
-    signals.signalled(signal.SIGTERM)  # a supervisor repeating itself: still graceful
-    assert exits == []
-    open_now[0] = 1
-    signals.signalled(signal.SIGINT)
+    with caplog.at_level(logging.INFO, logger="chatproto.serve"):
+        signals.signalled(signal.SIGTERM)  # the adapter's handler starts the shutdown
+        signals.announce(2)  # ... and reports it
+        signals.signalled(signal.SIGTERM)  # a supervisor repeating itself: still graceful
+        assert exits == []
+        open_now[0] = 1
+        signals.signalled(signal.SIGINT)
     assert exits == [130]
     assert signals.received == [signal.SIGTERM, signal.SIGTERM, signal.SIGINT]
+    assert [r.getMessage() for r in caplog.records] == [
+        "shutting down on SIGTERM: closing 2 connections (Ctrl-C exits at once)",
+        "already shutting down: 2 connections left",
+        "second SIGINT: exiting now, dropping 1 connection",
+    ]
+
+
+def test_a_shutdown_without_a_signal_is_announced_too(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="chatproto.serve"):
+        ShutdownSignals(lambda: 0).announce(1)
+    assert caplog.records[0].getMessage() == (
+        "shutting down: closing 1 connection (Ctrl-C exits at once)"
+    )
 
 
 @pytest.fixture(params=list(BACKENDS.values()), ids=list(BACKENDS))

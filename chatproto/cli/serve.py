@@ -244,14 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.flood_rate,
         metavar="N",
         help="lines per second a connection may send, sustained; more are delayed, "
-        "never dropped; 0 turns flood control off",
+        f"never dropped; 0 turns flood control off (default {defaults.flood_rate:g})",
     )
     p.add_argument(
         "--flood-burst",
         type=int,
         default=defaults.flood_burst,
         metavar="N",
-        help="lines a connection may send at once before --flood-rate applies",
+        help="lines a connection may send at once before --flood-rate applies "
+        f"(default {defaults.flood_burst})",
     )
     p.add_argument(
         "--backpressure-timeout",
@@ -259,14 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.backpressure_timeout,
         metavar="S",
         help="longest a congested reader that takes nothing holds its senders back; "
-        "0 turns backpressure off",
+        f"0 turns backpressure off (default {defaults.backpressure_timeout:g})",
     )
     p.add_argument(
         "--slow-consumer-timeout",
         type=float,
         default=defaults.slow_consumer_timeout,
         metavar="S",
-        help="a congested reader that takes nothing for this long is dropped",
+        help="a congested reader that takes nothing for this long is dropped "
+        f"(default {defaults.slow_consumer_timeout:g})",
     )
     p.add_argument(
         "--log-level",

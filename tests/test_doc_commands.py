@@ -31,9 +31,8 @@ _FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 _INLINE = re.compile(r"`([^`]+)`")
 
 
-def commands(page: str) -> list[str]:
+def commands(text: str) -> list[str]:
     """The commands of a page: lines of its code blocks, and inline code starting with a program."""
-    text = (ROOT / page).read_text("utf-8")
     found = []
     for block in _FENCE.findall(text):
         found += [line for line in block.splitlines() if line.strip()]
@@ -106,7 +105,7 @@ def test_commands_use_only_the_repository(page: str) -> None:
     text = (ROOT / page).read_text("utf-8")
     for outside in ("shared/tools", "/tmp/chatload"):
         assert outside not in text, f"{page} sends readers to {outside}, outside the repository"
-    lines = commands(page)
+    lines = commands(text)
     assert lines, f"{page} has no commands"
     for line in lines:
         for outside in ("/tmp/chatload", "shared/", "../", "--loadgen chatload", "cc -O2"):

@@ -114,7 +114,9 @@ def make_handler(room: Room) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Bare reference server: gevent StreamServer, one sendall per message."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4000)
     args = parser.parse_args(argv)

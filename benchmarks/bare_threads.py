@@ -121,7 +121,9 @@ def line(room: Room, conn: Conn, raw: bytes) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Bare reference server: one thread per connection, blocking sendall."
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4000)
     args = parser.parse_args(argv)

@@ -77,7 +77,23 @@ from ._replies import (
 from ._server import ChatServer
 from ._server_session import BadCommand, ServerSession, SessionState
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> str:
+    """``chatproto.__version__``, read from the installed package's metadata.
+
+    The version is written once, in pyproject.toml; the metadata is its
+    installed copy. Read lazily, because :mod:`importlib.metadata` imports
+    sockets and clocks that the core must not load (tests/test_core_purity.py).
+    """
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 - lazy, above
+
+        try:
+            return version("chatproto")
+        except PackageNotFoundError:  # a source tree on sys.path, never installed
+            return "0+unknown"
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CONTROL_RE",

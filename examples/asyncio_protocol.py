@@ -208,13 +208,25 @@ async def serve(host: str, port: int, config: ServerConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=4000)
-    parser.add_argument("--idle-timeout", type=float, default=60.0)
-    parser.add_argument("--max-outbound-bytes", type=int, default=1024 * 1024)
-    parser.add_argument("--flood-rate", type=float, default=50.0, help="lines/s; 0: off")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    # Plain words: the module docstring is reStructuredText for the docs.
+    parser = argparse.ArgumentParser(
+        description="The chatproto core under an asyncio.Protocol, for existing asyncio programs."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="(default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4000, help="0 picks a free one (default 4000)")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=60.0, help="seconds of silence (default 60)"
+    )
+    parser.add_argument(
+        "--max-outbound-bytes",
+        type=int,
+        default=1024 * 1024,
+        help="slow-consumer cap (default 1048576)",
+    )
+    parser.add_argument(
+        "--flood-rate", type=float, default=50.0, help="lines per second (default 50; 0: off)"
+    )
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (default off)")
     args = parser.parse_args(argv)
     config = ServerConfig(
         idle_timeout=args.idle_timeout,

@@ -156,10 +156,14 @@ def run(host: str, port: int, name: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("host", nargs="?", default="localhost")
-    parser.add_argument("port", nargs="?", type=int, default=4000)
-    parser.add_argument("--name", default="bot")
+    # Plain words: the module docstring is reStructuredText for the docs.
+    parser = argparse.ArgumentParser(
+        description="A chat bot that answers !time and !users, in the room or in a DM.",
+        epilog="It works with any server of the protocol; Ctrl-C or SIGTERM sends QUIT.",
+    )
+    parser.add_argument("host", nargs="?", default="localhost", help="server (default localhost)")
+    parser.add_argument("port", nargs="?", type=int, default=4000, help="its port (default 4000)")
+    parser.add_argument("--name", default="bot", help="the bot's user name (default bot)")
     args = parser.parse_args(argv)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

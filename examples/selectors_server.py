@@ -211,12 +211,21 @@ class SelectorsServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=4000)
-    parser.add_argument("--idle-timeout", type=float, default=60.0)
-    parser.add_argument("--max-clients", type=int, default=10_000)
-    parser.add_argument("--flood-rate", type=float, default=50.0)
+    # Plain words: the module docstring is reStructuredText for the docs.
+    parser = argparse.ArgumentParser(
+        description="The smallest complete chatproto server: the core in a stdlib selectors loop."
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="(default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=4000, help="0 picks a free one (default 4000)")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=60.0, help="seconds of silence (default 60)"
+    )
+    parser.add_argument(
+        "--max-clients", type=int, default=10_000, help="connections at once (default 10000)"
+    )
+    parser.add_argument(
+        "--flood-rate", type=float, default=50.0, help="lines per second (default 50; 0: off)"
+    )
     args = parser.parse_args(argv)
     listener = socket.create_server((args.host, args.port), reuse_port=False, backlog=1024)
     listener.setblocking(False)

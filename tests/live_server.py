@@ -53,11 +53,18 @@ class ServerProcess:
             self.proc.kill()
             self.proc.wait(DEADLINE)
             raise RuntimeError(f"server did not start: {line!r} {self.stderr()[-2000:]}")
+        self.banner = line
+        self.signalled = False
         self.port = int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
 
+    def signal(self, signum: int) -> None:
+        """Send ``signum``; :meth:`stop` then only waits (a second SIGINT would force an exit)."""
+        self.signalled = True
+        self.proc.send_signal(signum)
+
     def stop(self) -> tuple[int, str]:
-        """SIGINT, then wait; returns the exit code and stderr."""
-        if self.proc.poll() is None:
+        """SIGINT (unless :meth:`signal` sent one), then wait; returns the exit code and stderr."""
+        if self.proc.poll() is None and not self.signalled:
             self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.communicate(timeout=DEADLINE)
@@ -73,6 +80,15 @@ class ServerProcess:
         """Everything the server logged so far."""
         self.log.seek(0)
         return self.log.read()
+
+    def wait_logged(self, text: str, timeout: float = DEADLINE) -> str:
+        """Wait until the log contains ``text``; returns the log so far."""
+        deadline = time.monotonic() + timeout
+        while text not in (logged := self.stderr()):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(f"the server never logged {text!r}:\n{logged[-2000:]}")
+            time.sleep(0.02)  # polling a file: there is nothing to wait on
+        return logged
 
 
 @contextmanager

@@ -9,6 +9,7 @@ tests cover what an adapter itself is responsible for.
 from __future__ import annotations
 
 import selectors
+import signal
 import socket
 import struct
 import subprocess
@@ -212,7 +213,7 @@ def test_shutdown_notice_and_clean_exit(backend: list[str]) -> None:
         a.expect("INFO second joined")
         lurker = Client(server.port)
         assert lurker.sync() == []
-        server.proc.send_signal(2)
+        server.signal(signal.SIGINT)
         assert a.wait_eof() == ["INFO server-shutdown", "INFO second disconnected"]
         assert b.wait_eof() == ["INFO server-shutdown", "INFO first disconnected"]
         assert lurker.wait_eof() == ["INFO server-shutdown"]

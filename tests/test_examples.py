@@ -383,3 +383,31 @@ def test_bot_reports_a_refused_login() -> None:
                 bot.wait_for("login refused: username-taken")
                 assert bot.exit_status() == 1
         assert server.interrupt() == 0
+
+
+#: Every runnable script a reader may ask for --help.
+SCRIPTS = [
+    *sorted(p.relative_to(REPO) for p in EXAMPLES.glob("*.py")),
+    Path("examples/websocket_bridge/bridge.py"),
+    *sorted(p.relative_to(REPO) for p in (REPO / "benchmarks").glob("*.py")),
+]
+#: reStructuredText roles and literals: the docstrings' markup, not help text.
+_MARKUP = re.compile(r"``|:(?:class|meth|mod|func|data|attr):|`[^`]+`_?")
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=str)
+def test_help_is_plain_text(script: Path) -> None:
+    """Defect 6 of issue 13: ``examples/bot.py --help`` showed raw reST markup."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=_env(),
+    )
+    if done.returncode != 0 and "ModuleNotFoundError" in done.stderr:
+        pytest.skip(f"{script} needs an extra that is not installed")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage:")
+    assert not _MARKUP.search(done.stdout), done.stdout

@@ -1,18 +1,22 @@
 """examples/websocket_bridge: browser users and TCP users in one room.
 
-Three levels: the translation (:class:`BridgedUser`) without sockets; the
-running bridge driven by a small wsproto WebSocket client; and the real page in
-headless Chromium (Debian's ``chromium``, driven by Playwright), with a TCP
-user on the other side. Only the last needs Chromium, and it skips, saying
-why, where Chromium is not installed.
+Three levels: the translation (:class:`BridgedUser`) and the origin rules
+without sockets; the running bridge driven by a small wsproto WebSocket
+client; and the real page in headless Chromium (Debian's ``chromium``, driven
+by Playwright), with a TCP user on the other side, and a chat server that is
+down, then up, then restarted. Only the last needs Chromium, and it skips,
+saying why, where Chromium is not installed.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +25,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+
+from chatproto import ServerConfig
 
 from .test_examples import DEADLINE, EXAMPLES, LineClient, Proc, running, start_server
 
@@ -51,8 +57,8 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _load_bridge() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("websocket_bridge", BRIDGE_PY)
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and typing look it up
@@ -60,7 +66,8 @@ def _load_bridge() -> ModuleType:
     return module
 
 
-bridge = _load_bridge()
+bridge = _load("websocket_bridge", BRIDGE_PY)
+selectors_server = _load("selectors_server", EXAMPLES / "selectors_server.py")
 
 # ------------------------------------------------------------- translation
 
@@ -163,15 +170,73 @@ def test_keepalive_and_leaving() -> None:
     ]
 
 
+# ------------------------------------------------------------------ origins
+
+
+def test_origins_are_compared_normalised() -> None:
+    normal = bridge.normalise_origin
+    assert normal("http://LocalHost") == normal("http://localhost:80/") == "http://localhost:80"
+    assert normal("https://chat.example.org") == "https://chat.example.org:443"
+    assert normal("http://[::1]:8080") == "http://[::1]:8080"
+    for bad in ("null", "file://", "ftp://x", "http://x/page", "localhost:8080"):
+        with pytest.raises(ValueError, match="not an http"):
+            normal(bad)
+    allowed = frozenset([normal("http://127.0.0.1:8080")])
+    assert bridge.origin_allowed("http://127.0.0.1:8080", allowed)
+    assert bridge.origin_allowed(None, allowed)  # not a browser
+    for refused in ("http://127.0.0.1:8081", "https://127.0.0.1:8080", "http://evil.example"):
+        assert not bridge.origin_allowed(refused, allowed)
+    assert not bridge.origin_allowed("null", allowed)
+
+
+def test_the_default_allows_only_the_bridges_own_page() -> None:
+    loopback = ["http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"]
+    assert bridge.own_origins("127.0.0.1", 8080) == loopback
+    assert bridge.own_origins("0.0.0.0", 8080) == loopback  # names no page: loopback only
+    assert bridge.own_origins("192.0.2.7", 80) == ["http://192.0.2.7:80"]
+    assert bridge.own_origins("chat.example.org", 80) == ["http://chat.example.org:80"]
+
+
 # ------------------------------------------------- the bridge, over sockets
 
 
 @contextmanager
-def bridge_for(chat_port: int) -> Iterator[tuple[Proc, int]]:
+def bridge_for(chat_port: int, *extra: str) -> Iterator[tuple[Proc, int]]:
     args = [sys.executable, str(BRIDGE_PY), "--port", "0", "--chat-host", "127.0.0.1"]
-    with running([*args, "--chat-port", str(chat_port)]) as proc:
+    with running([*args, "--chat-port", str(chat_port), *extra]) as proc:
         match = proc.wait_for(r"listening on http://127\.0\.0\.1:(\d+)/")
         yield proc, int(match.group(1))
+
+
+@contextmanager
+def refused_port() -> Iterator[socket.socket]:
+    """A port of 127.0.0.1 where connections are refused until the test calls ``listen()``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+    finally:
+        sock.close()
+
+
+@contextmanager
+def chat_server_on(listener: socket.socket) -> Iterator[Any]:
+    """examples/selectors_server.py, in a thread, serving the test's listening socket.
+
+    It gets a duplicate, which its shutdown closes: the test's socket stays
+    listening, so the port survives a "restart" without being given up.
+    """
+    dup = socket.socket(fileno=os.dup(listener.fileno()))
+    dup.setblocking(False)
+    server = selectors_server.SelectorsServer(dup, ServerConfig())
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.request_stop()
+        thread.join(DEADLINE)
+        assert not thread.is_alive(), "the chat server did not stop"
 
 
 def _http(port: int, request: bytes) -> bytes:
@@ -186,18 +251,22 @@ def _http(port: int, request: bytes) -> bytes:
 class WsClient:
     """A WebSocket client on wsproto, speaking the bridge's JSON."""
 
-    def __init__(self, port: int, origin: str | None = None) -> None:
+    def __init__(self, port: int, origin: str | None = None, host: str | None = None) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
         self.ws = WSConnection(ConnectionType.CLIENT)
         headers = [] if origin is None else [(b"Origin", origin.encode())]
-        self.sock.sendall(
-            self.ws.send(Request(host=f"127.0.0.1:{port}", target="/ws", extra_headers=headers))
-        )
+        host = f"127.0.0.1:{port}" if host is None else host
+        self.sock.sendall(self.ws.send(Request(host=host, target="/ws", extra_headers=headers)))
         self.pending: list[Any] = []
         self.closed: CloseConnection | None = None
         self.accepted = False
         self.rejected: RejectConnection | None = None
         self._pump(lambda: self.accepted or self.rejected is not None)
+        #: The bridge's first message once accepted: ``ready`` or ``unreachable``.
+        self.first: dict[str, Any] | None = None
+        if self.accepted:
+            self._pump(lambda: bool(self.pending))
+            self.first = self.pending.pop(0)
 
     def __enter__(self) -> WsClient:
         return self
@@ -275,6 +344,53 @@ def test_bridge_serves_the_page_and_guards_the_websocket() -> None:
             assert evil.rejected.status_code == 403
         assert proc.interrupt() == 0
         assert server.interrupt() == 0
+
+
+@pytest.mark.parametrize(
+    ("origin", "host"),
+    [
+        # DNS rebinding: evil.example resolves to 127.0.0.1, so the page's
+        # origin and the Host header agree, and both are the attacker's.
+        ("http://evil.example", "evil.example"),
+        ("http://evil.example:{port}", "evil.example:{port}"),
+        ("null", None),  # a sandboxed frame or a file
+        ("http://127.0.0.1:1", None),  # another port is another origin
+    ],
+)
+def test_only_allowed_origins_open_the_websocket(origin: str, host: str | None) -> None:
+    with start_server("selectors") as (server, chat_port), bridge_for(chat_port) as (proc, port):
+        with WsClient(port, origin.format(port=port), host and host.format(port=port)) as web:
+            assert web.rejected is not None and web.rejected.status_code == 403
+        proc.wait_for(r"refused a WebSocket from origin")
+        for own in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):
+            with WsClient(port, own) as web:
+                assert web.first == {"type": "ready"}
+        assert proc.interrupt() == 0
+        assert server.interrupt() == 0
+
+
+def test_allow_origin_replaces_the_default() -> None:
+    site = "https://chat.example.org"
+    with (
+        start_server("selectors") as (server, chat_port),
+        bridge_for(chat_port, "--allow-origin", site) as (proc, port),
+    ):
+        with WsClient(port, site) as web:
+            assert web.first == {"type": "ready"}
+        with WsClient(port, f"http://127.0.0.1:{port}") as web:
+            assert web.rejected is not None and web.rejected.status_code == 403
+        assert proc.interrupt() == 0
+        assert server.interrupt() == 0
+
+
+def test_an_unreachable_chat_server_is_logged_and_said() -> None:
+    with refused_port() as chat, bridge_for(chat.getsockname()[1]) as (proc, port):
+        with WsClient(port, f"http://127.0.0.1:{port}") as web:
+            assert web.first is not None and web.first["type"] == "unreachable"
+            assert "cannot be reached" in web.first["text"]
+            assert web.wait_closed().code == 1013  # try again later
+        proc.wait_for(rf"chat server 127\.0\.0\.1:{chat.getsockname()[1]} is unreachable")
+        assert proc.interrupt() == 0
 
 
 @pytest.mark.parametrize("kind", ["selectors", "chatproto-serve"])
@@ -429,3 +545,62 @@ def test_browser_and_tcp_users_talk(tmp_path: Path) -> None:
         tcp.close()
         assert proc.interrupt() == 0
         assert server.interrupt() == 0
+
+
+def test_page_reconnects_with_backoff_and_says_why(tmp_path: Path) -> None:
+    """The chat server is down, then up, then restarted: the page says so and comes back."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium to run the browser test")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    expect = sync_api.expect
+    timeout = DEADLINE * 1000
+
+    with (
+        refused_port() as chat,
+        bridge_for(chat.getsockname()[1]) as (proc, port),
+        sync_api.sync_playwright() as playwright,
+    ):
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+        )
+        try:
+            page = context.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            status = page.locator("#status")
+            # Down: each failed attempt waits twice as long as the one before.
+            unreachable = "the chat server is unreachable: reconnecting in"
+            expect(status).to_have_text(f"{unreachable} 1 s (attempt 2)", timeout=timeout)
+            expect(status).to_have_text(f"{unreachable} 2 s (attempt 3)", timeout=timeout)
+            proc.wait_for(r"is unreachable")
+            # Said once in the page, not at every attempt.
+            expect(page.locator("#messages li.error")).to_have_count(1)
+            expect(page.locator("#messages li.error")).to_contain_text("cannot be reached")
+
+            # Up: the next attempt connects, and the user logs in.
+            chat.listen()
+            with chat_server_on(chat):
+                expect(status).to_have_text("connected: choose a name", timeout=timeout)
+                page.fill("#name", "webby")
+                page.click("#login")
+                expect(status).to_have_text("logged in as webby", timeout=timeout)
+            # Restarted: the page says the server went, then logs in again by itself.
+            expect(status).to_have_text(
+                re.compile(r"the chat server closed the connection: reconnecting in 1 s"),
+                timeout=timeout,
+            )
+            with chat_server_on(chat), LineClient(chat.getsockname()[1]) as tcp:
+                tcp.login("tcpuser")
+                expect(status).to_have_text("logged in as webby", timeout=timeout)
+                expect(page.locator("#users li")).to_have_text(
+                    ["tcpuser", "webby"], timeout=timeout
+                )
+                page.fill("#text", "back again")
+                page.press("#text", "Enter")
+                assert tcp.expect("MSG webby back again")[-1] == "MSG webby back again"
+                tcp.close()
+        finally:
+            context.close()
+        assert proc.interrupt() == 0

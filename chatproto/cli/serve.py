@@ -1,8 +1,9 @@
 """``chatproto-serve``: run a chat server on one of the three backends.
 
-Parses arguments, binds the listening socket (so that a port in use is one
-clear error line for every backend), logs what the core reports, and hands the
-socket to the chosen adapter. Owns no protocol logic.
+Parses arguments (flags, or ``CHATPROTO_*`` environment variables), binds the
+listening socket (so that a port in use is one clear error line for every
+backend), logs what the core reports, and hands the socket to the chosen
+adapter. Owns no protocol logic. docs/operations.md is the operator's guide.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import socket
 import sys
 
@@ -17,7 +19,7 @@ try:
     import resource
 except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from chatproto import (
     CloseReason,
@@ -36,12 +38,18 @@ from chatproto import (
     UserLoggedIn,
 )
 
+from ._env import apply_environment
+from ._logging import LOG_FORMATS, LOG_LEVELS, configure_logging
+from ._shutdown import ShutdownSignals
+from ._version import add_version_option
+
 __all__ = ["LoggingObserver", "main"]
 
 log = logging.getLogger("chatproto.serve")
 
 _EXTRAS = {
-    "anyio": ("anyio", "chatproto[anyio]"),
+    # anyio is a dependency of chatproto itself: missing, the install is broken.
+    "anyio": ("anyio", "anyio>=4.0"),
     "trio": ("trio", "chatproto[trio]"),
     "gevent": ("gevent", "chatproto[gevent]"),
     "uvloop": ("uvloop", "chatproto[uvloop]"),
@@ -60,16 +68,31 @@ class LoggingObserver:
     lines it sends (docs/limits.md).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shutdown: ShutdownSignals | None = None, backend: str = "") -> None:
         #: Messages are logged at DEBUG only: below it, the core need not report them.
         self.message_events = log.isEnabledFor(logging.DEBUG)
         self._peers: dict[ConnId, str] = {}
         self._users: dict[ConnId, str] = {}
         #: Connections refused since the last one admitted (an episode).
         self._refused = 0
+        self._shutdown = shutdown
+        self._backend = backend
+
+    @property
+    def open_connections(self) -> int:
+        """Connections accepted and not yet reported closed."""
+        return len(self._peers)
 
     def listening(self, host: str, port: int) -> None:
-        log.debug("accepting on %s", _address(host, port))
+        log.debug("accepting on %s", format_address(host, port))
+        # The adapter has installed its signal handlers by now (see _shutdown).
+        if self._shutdown is not None:
+            self._shutdown.install(self._backend)
+
+    def signal_received(self, signum: int) -> None:
+        """A SIGINT or SIGTERM arrived: for adapters to call from their handlers."""
+        if self._shutdown is not None:
+            self._shutdown.signalled(signum)
 
     def connected(self, conn: ConnId, peer: str) -> None:
         if self._refused:
@@ -93,7 +116,10 @@ class LoggingObserver:
         log.info("accepting connections again after %d failed attempts", failures)
 
     def stopping(self, connections: int) -> None:
-        log.info("shutting down: closing %d connections", connections)
+        if self._shutdown is not None:
+            self._shutdown.announce(connections)
+        else:
+            log.info("shutting down: closing %d connections", connections)
 
     def events(self, events: list[ServerEvent]) -> None:
         for event in events:
@@ -149,41 +175,84 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chatproto-serve",
         description="Run a chatproto chat server (docs/protocol.md) on a TCP port.",
+        epilog="Every option can also be set in the environment, as CHATPROTO_ and its "
+        "name in capitals (--max-clients: CHATPROTO_MAX_CLIENTS=500, --uvloop: "
+        "CHATPROTO_UVLOOP=1); a flag on the command line wins. SIGINT or SIGTERM shuts "
+        "down gracefully; a second one exits at once. See docs/operations.md.",
     )
     p.add_argument("port_arg", nargs="?", type=int, metavar="PORT", help="port (like --port)")
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     p.add_argument("--port", type=int, default=None, help="port; 0 picks a free one (default 4000)")
     p.add_argument(
-        "--backend", choices=("threading", "anyio", "gevent"), default="anyio", help="default anyio"
+        "--backend",
+        choices=("threading", "anyio", "gevent"),
+        default="anyio",
+        help="runtime (default anyio; gevent needs chatproto[gevent])",
     )
     p.add_argument(
         "--anyio-backend",
         choices=("asyncio", "trio"),
         default="asyncio",
-        help="for --backend anyio",
+        help="event loop for --backend anyio (default asyncio; trio needs chatproto[trio])",
     )
-    p.add_argument("--uvloop", action="store_true", help="run anyio's asyncio on uvloop")
-    p.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, metavar="S")
-    p.add_argument("--max-clients", type=int, default=defaults.max_clients, metavar="N")
-    p.add_argument("--max-line-bytes", type=int, default=defaults.max_line_bytes, metavar="N")
     p.add_argument(
-        "--max-outbound-bytes", type=int, default=defaults.max_outbound_bytes, metavar="N"
+        "--uvloop",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="run anyio's asyncio on uvloop (default off; needs chatproto[uvloop])",
     )
-    p.add_argument("--close-timeout", type=float, default=defaults.close_timeout, metavar="S")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=defaults.idle_timeout,
+        metavar="S",
+        help=f"close a connection silent for S seconds (default {defaults.idle_timeout:g})",
+    )
+    p.add_argument(
+        "--max-clients",
+        type=int,
+        default=defaults.max_clients,
+        metavar="N",
+        help=f"refuse connections beyond N with ERR server-full (default {defaults.max_clients})",
+    )
+    p.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=defaults.max_line_bytes,
+        metavar="N",
+        help=f"longest line accepted, newline included (default {defaults.max_line_bytes})",
+    )
+    p.add_argument(
+        "--max-outbound-bytes",
+        type=int,
+        default=defaults.max_outbound_bytes,
+        metavar="N",
+        help="drop a client with more than N bytes queued for it "
+        f"(default {defaults.max_outbound_bytes})",
+    )
+    p.add_argument(
+        "--close-timeout",
+        type=float,
+        default=defaults.close_timeout,
+        metavar="S",
+        help="seconds a closing connection gets to take its last lines "
+        f"(default {defaults.close_timeout:g})",
+    )
     p.add_argument(
         "--flood-rate",
         type=float,
         default=defaults.flood_rate,
         metavar="N",
         help="lines per second a connection may send, sustained; more are delayed, "
-        "never dropped; 0 turns flood control off",
+        f"never dropped; 0 turns flood control off (default {defaults.flood_rate:g})",
     )
     p.add_argument(
         "--flood-burst",
         type=int,
         default=defaults.flood_burst,
         metavar="N",
-        help="lines a connection may send at once before --flood-rate applies",
+        help="lines a connection may send at once before --flood-rate applies "
+        f"(default {defaults.flood_burst})",
     )
     p.add_argument(
         "--backpressure-timeout",
@@ -191,22 +260,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.backpressure_timeout,
         metavar="S",
         help="longest a congested reader that takes nothing holds its senders back; "
-        "0 turns backpressure off",
+        f"0 turns backpressure off (default {defaults.backpressure_timeout:g})",
     )
     p.add_argument(
         "--slow-consumer-timeout",
         type=float,
         default=defaults.slow_consumer_timeout,
         metavar="S",
-        help="a congested reader that takes nothing for this long is dropped",
+        help="a congested reader that takes nothing for this long is dropped "
+        f"(default {defaults.slow_consumer_timeout:g})",
     )
     p.add_argument(
         "--log-level",
+        type=str.lower,
         default="info",
-        choices=("debug", "info", "warning", "error"),
+        choices=LOG_LEVELS,
         help="default info: one line per connect, login, disconnect and error; "
         "debug adds one per message (and costs a little speed)",
     )
+    p.add_argument(
+        "--log-format",
+        type=str.lower,
+        default="text",
+        choices=LOG_FORMATS,
+        help="text (default): time, level, logger, message; json: one object per line",
+    )
+    add_version_option(p)
     return p
 
 
@@ -224,12 +303,15 @@ def _require(extra: str) -> bool:
     return True
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     parser = build_parser()
+    from_env = apply_environment(parser, os.environ if environ is None else environ)
     args = parser.parse_args(argv)
-    if args.port is not None and args.port_arg is not None and args.port != args.port_arg:
+    port_flag = args.port is not None and args.port != from_env.get("port")
+    if port_flag and args.port_arg is not None and args.port != args.port_arg:
         parser.error("give the port once: either PORT or --port")
-    port = args.port if args.port is not None else args.port_arg
+    # PORT on the command line wins over CHATPROTO_PORT, as any flag does.
+    port = args.port_arg if args.port_arg is not None else args.port
     port = 4000 if port is None else port
     if not 0 <= port <= 65535:
         parser.error(f"port must be 0 to 65535, got {port}")
@@ -246,9 +328,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             slow_consumer_timeout=args.slow_consumer_timeout,
         )
     except ValueError as exc:
-        parser.error(str(exc))
+        sources = [f"CHATPROTO_{d.upper()}" for d in from_env if str(exc).startswith(d)]
+        parser.error(str(exc) + (f" (from {sources[0]})" if sources else ""))
     if args.backend != "anyio" and (args.uvloop or args.anyio_backend != "asyncio"):
         parser.error("--uvloop and --anyio-backend go with --backend anyio")
+    if args.uvloop and args.anyio_backend != "asyncio":
+        parser.error("--uvloop applies to --anyio-backend asyncio only, not to trio")
     needed = [args.backend] if args.backend != "threading" else []
     if args.backend == "anyio" and args.anyio_backend == "trio":
         needed.append("trio")
@@ -257,18 +342,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not all(_require(extra) for extra in needed):
         return 1
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.log_level, args.log_format)
     try:
         sock = socket.create_server(
             (args.host, port), backlog=4096, family=_family(args.host), reuse_port=False
         )
     except OSError as exc:
         print(
-            f"chatproto-serve: cannot listen on {args.host}:{port}: {exc.strerror or exc}",
+            f"chatproto-serve: cannot listen on {format_address(args.host, port)}: "
+            f"{exc.strerror or exc}",
             file=sys.stderr,
         )
         return 1
@@ -277,24 +359,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     flavour = args.backend
     if args.backend == "anyio":
         flavour += f"/{args.anyio_backend}" + ("+uvloop" if args.uvloop else "")
-    print(f"chatproto-serve listening on {bound_host}:{bound_port} (backend {flavour})", flush=True)
-    observer = LoggingObserver()
+    # Imported before the banner: a broken install fails before it claims to serve.
     adapter = importlib.import_module(f"chatproto.adapters.{args.backend}")
-    if args.backend == "anyio":
-        adapter.run(
-            sock,
-            config,
-            observer=observer,
-            anyio_backend=args.anyio_backend,
-            use_uvloop=args.uvloop,
-        )
-    else:
-        adapter.run(sock, config, observer=observer)
+    address = format_address(bound_host, bound_port)
+    print(f"chatproto-serve listening on {address} (backend {flavour})", flush=True)
+    shutdown = ShutdownSignals(lambda: observer.open_connections)
+    observer = LoggingObserver(shutdown, args.backend)
+    try:
+        if args.backend == "anyio":
+            adapter.run(
+                sock,
+                config,
+                observer=observer,
+                anyio_backend=args.anyio_backend,
+                use_uvloop=args.uvloop,
+            )
+        else:
+            adapter.run(sock, config, observer=observer)
+    finally:
+        shutdown.uninstall()
     log.info("stopped")
     return 0
 
 
-def _address(host: str, port: int) -> str:
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 host in brackets (``[::]:4000``), as in a URL."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 

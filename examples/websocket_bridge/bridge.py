@@ -20,12 +20,20 @@ It does no I/O, so it is tested without sockets as well as with them.
 On the same port the bridge serves the page itself (``static/``) over plain
 HTTP: ``GET /`` and the files it loads; ``GET /ws`` is the WebSocket.
 
+Only pages from the origins in ``--allow-origin`` (by default the bridge's
+own address) may open the WebSocket: the browser sends the page's origin, and
+comparing it with the ``Host`` header would let a DNS-rebinding page through
+(its origin and the ``Host`` it sends are both the attacker's name).
+
 The JSON the page sends: ``{"type": "login", "name": N}``, ``{"type": "msg",
 "text": T}``, ``{"type": "dm", "to": N, "text": T}``, ``{"type": "who"}``.
-What it receives: ``welcome`` (logged in, with ``name``), ``msg`` and ``dm``
-(``from``, ``text``), ``info`` (``text``), ``users`` (``names``), ``error``
-(``token``, ``text``; ``login: true`` when a login was refused) and
-``closed`` (``text``), after which the bridge closes the WebSocket.
+What it receives: ``ready`` (the chat connection is open), ``welcome``
+(logged in, with ``name``), ``msg`` and ``dm`` (``from``, ``text``), ``info``
+(``text``), ``users`` (``names``), ``error`` (``token``, ``text``; ``login:
+true`` when a login was refused), ``closed`` (``text``), after which the
+bridge closes the WebSocket, and ``unreachable`` (``text``) when the chat
+server could not be reached, after which the bridge closes the WebSocket
+with code 1013, "try again later"; the page then reconnects with back-off.
 
 Run: ``python examples/websocket_bridge/bridge.py --port 8080 --chat-port 4000``
 then open http://127.0.0.1:8080/ (needs ``pip install 'chatproto[bridge]'``).
@@ -36,9 +44,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import json
+import logging
 import signal
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -50,7 +61,6 @@ from wsproto.events import (
     CloseConnection,
     Message,
     Ping,
-    RejectConnection,
     Request,
     TextMessage,
 )
@@ -103,6 +113,12 @@ HEAD_TIMEOUT: Final = 10.0
 KEEPALIVE: Final = 25.0
 
 _LOGIN_ERRORS: Final = frozenset({"username-taken", "invalid-username", "missing-argument"})
+#: WebSocket close code 1013, "try again later": the chat server is unreachable.
+TRY_AGAIN_LATER: Final = 1013
+#: Ports a URL may leave out.
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+
+log = logging.getLogger("websocket_bridge")
 
 JSON = dict[str, Any]
 
@@ -222,9 +238,11 @@ def _error(token: str, text: str, *, login: bool = False) -> JSON:
 class Bridge:
     """The listening side: HTTP for the page, WebSocket for the chat."""
 
-    def __init__(self, chat_host: str, chat_port: int) -> None:
+    def __init__(self, chat_host: str, chat_port: int, origins: Iterable[str] = ()) -> None:
         self.chat_host = chat_host
         self.chat_port = chat_port
+        #: The origins whose pages may open the WebSocket, normalised.
+        self.origins = frozenset(normalise_origin(o) for o in origins)
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -236,7 +254,9 @@ class Bridge:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
             method, path, headers = _parse_head(head)
             if path == "/ws" and "websocket" in headers.get("upgrade", "").lower():
-                if not _same_origin(headers):
+                origin = headers.get("origin")
+                if not origin_allowed(origin, self.origins):
+                    log.warning("refused a WebSocket from origin %s (not allowed)", origin)
                     _respond(writer, 403, "text/plain", b"cross-origin WebSocket refused\n")
                 else:
                     await self.websocket(head, reader, writer)
@@ -272,8 +292,17 @@ class Bridge:
             return
         try:
             chat_reader, chat_writer = await asyncio.open_connection(self.chat_host, self.chat_port)
-        except OSError:
-            writer.write(ws.send(RejectConnection(status_code=502)))
+        except OSError as exc:
+            # Accept, then say why and close with "try again later": a refused
+            # handshake reaches the page as a bare 1006, with no reason at all.
+            where = f"{self.chat_host}:{self.chat_port}"
+            log.warning("chat server %s is unreachable: %s", where, exc.strerror or exc)
+            writer.write(ws.send(AcceptConnection()))
+            text = "the chat server cannot be reached"  # where is for the log, not the world
+            writer.write(ws.send(Message(data=json.dumps({"type": "unreachable", "text": text}))))
+            writer.write(ws.send(CloseConnection(TRY_AGAIN_LATER, "chat server unreachable")))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
             return
         writer.write(ws.send(AcceptConnection()))
         user = BridgedUser()
@@ -283,6 +312,8 @@ class Bridge:
             if ws.state is ConnectionState.OPEN:
                 for message in messages:
                     writer.write(ws.send(Message(data=json.dumps(message))))
+
+        to_page([{"type": "ready"}])
 
         def to_chat(data: bytes) -> None:
             if data and not chat_writer.is_closing():
@@ -367,14 +398,49 @@ def _parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
     return method, urlsplit(target).path, headers
 
 
-def _same_origin(headers: dict[str, str]) -> bool:
-    """Whether a WebSocket request comes from the page we serve (or from no page).
+def normalise_origin(origin: str) -> str:
+    """``scheme://host:port`` in lower case with the port spelled out; ValueError if not one.
 
-    Without this, any web site a user visits could open the bridge in the
-    user's name. Non-browser clients send no Origin and are let through.
+    ``http://LocalHost`` and ``http://localhost:80/`` are the same origin.
     """
-    origin = headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == headers.get("host")
+    parts = urlsplit(origin.strip())
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host or parts.path not in ("", "/"):
+        raise ValueError(f"not an http(s) origin: {origin!r}")
+    port = parts.port or _DEFAULT_PORTS[scheme]
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def origin_allowed(origin: str | None, allowed: frozenset[str]) -> bool:
+    """Whether a WebSocket request from a page of ``origin`` may use the bridge.
+
+    Without this check any web site a user visits could open the bridge in
+    the user's name. The ``Host`` header proves nothing: a DNS-rebinding page
+    sends its own name as both. Non-browser clients send no Origin and are let
+    through; a browser sends ``null`` from sandboxed or file pages, refused.
+    """
+    if origin is None:
+        return True
+    try:
+        return normalise_origin(origin) in allowed
+    except ValueError:
+        return False
+
+
+def own_origins(host: str, port: int) -> list[str]:
+    """The origins of the bridge's own page, served on ``host:port``.
+
+    A loopback address is also reached as ``localhost``; an address that
+    means "every interface" names no page, so only loopback is implied and
+    other names must be given with ``--allow-origin``.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # a name
+        return [f"http://{host}:{port}"]
+    if address.is_loopback or address.is_unspecified:
+        return [f"http://localhost:{port}", f"http://127.0.0.1:{port}", f"http://[::1]:{port}"]
+    return [f"http://{host}:{port}" if address.version == 4 else f"http://[{host}]:{port}"]
 
 
 def _respond(writer: asyncio.StreamWriter, status: int, media_type: str, body: bytes) -> None:
@@ -392,20 +458,30 @@ def _respond(writer: asyncio.StreamWriter, status: int, media_type: str, body: b
     )
 
 
-async def serve(host: str, port: int, chat_host: str, chat_port: int) -> None:
-    """Serve until SIGINT/SIGTERM; then close every bridged connection politely."""
+async def serve(
+    host: str, port: int, chat_host: str, chat_port: int, origins: list[str] | None = None
+) -> None:
+    """Serve until SIGINT/SIGTERM; then close every bridged connection politely.
+
+    ``origins``: the pages that may open the WebSocket; None means the
+    bridge's own address (see :func:`own_origins`).
+    """
     bridge = Bridge(chat_host, chat_port)
     listener = await asyncio.start_server(bridge.handle, host, port, limit=MAX_HEAD_BYTES)
+    bound = listener.sockets[0].getsockname()
+    # Known only now that the port is (port 0 picks one).
+    allowed = own_origins(host, bound[1]) if origins is None else origins
+    bridge.origins = frozenset(normalise_origin(o) for o in allowed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    bound = listener.sockets[0].getsockname()
     print(
         f"websocket_bridge listening on http://{bound[0]}:{bound[1]}/ "
         f"(chat server {chat_host}:{chat_port})",
         flush=True,
     )
+    log.info("WebSocket allowed from: %s", ", ".join(sorted(bridge.origins)))
     await stop.wait()
     listener.close()
     for task in list(bridge.tasks):
@@ -417,13 +493,32 @@ async def serve(host: str, port: int, chat_host: str, chat_port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1", help="address for the page and WebSocket")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    parser.add_argument("--chat-host", default="localhost")
-    parser.add_argument("--chat-port", type=int, default=4000)
+    parser = argparse.ArgumentParser(
+        description="The chat in a web browser: a WebSocket bridge to any chat server."
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address for the page and WebSocket (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=8080, help="0 picks a free one (default 8080)")
+    parser.add_argument("--chat-host", default="localhost", help="chat server (default localhost)")
+    parser.add_argument("--chat-port", type=int, default=4000, help="its port (default 4000)")
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="a page origin that may open the WebSocket, e.g. https://chat.example.org; "
+        "repeatable (default: the bridge's own address, with localhost for loopback)",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.host, args.port, args.chat_host, args.chat_port))
+    for origin in args.allow_origin or ():
+        try:
+            normalise_origin(origin)
+        except ValueError as exc:
+            parser.error(f"--allow-origin: {exc}")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(serve(args.host, args.port, args.chat_host, args.chat_port, args.allow_origin))
     return 0
 
 

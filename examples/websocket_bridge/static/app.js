@@ -1,11 +1,23 @@
 // The chat page: one WebSocket to the bridge, which is one chat connection.
 // Everything from the network is shown with textContent, never as HTML.
+// When the connection ends or cannot be made (bridge or chat server down),
+// the page says why and connects again after 1, 2, 4 ... 30 s, then logs in
+// again under the name it had.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-const socket = new WebSocket(scheme + location.host + "/ws");
+const RETRY_FIRST_MS = 1000;
+const RETRY_MAX_MS = 30000;
+let socket = null;
 let me = null;
+// The name to log in with again after a reconnect (the last one accepted).
+let rejoinAs = null;
+// Failed attempts in a row: the next wait is RETRY_FIRST_MS * 2 ** failures.
+let failures = 0;
+// Why the current connection ended, as the bridge said (or null).
+let endReason = null;
+let reachedChat = false;
 
 function setStatus(text) {
   $("status").textContent = text;
@@ -46,18 +58,57 @@ function send(message) {
   socket.send(JSON.stringify(message));
 }
 
-socket.addEventListener("open", () => {
+function connect() {
+  setStatus("connecting…");
+  endReason = null;
+  reachedChat = false;
+  socket = new WebSocket(scheme + location.host + "/ws");
+  socket.addEventListener("message", onMessage);
+  socket.addEventListener("close", onClose);
+}
+
+// The chat connection is open: log in again, or let the user choose a name.
+function onReady() {
+  reachedChat = true;
+  failures = 0;
+  if (rejoinAs) {
+    setStatus(`reconnected: logging in as ${rejoinAs}`);
+    send({ type: "login", name: rejoinAs });
+    return;
+  }
   setStatus("connected: choose a name");
   $("name").disabled = false;
   $("login").disabled = false;
   $("name").focus();
-});
+}
 
-socket.addEventListener("message", (event) => {
+function onClose() {
+  for (const id of ["name", "login", "text", "send"]) $(id).disabled = true;
+  me = null;
+  showUsers([]);
+  const why = endReason || (reachedChat ? "disconnected" : "cannot reach the bridge");
+  if (!reachedChat) failures += 1;
+  // Back-off: 1, 2, 4 ... 30 s while attempts fail; a little random spread so
+  // that pages do not all come back at the same instant after a restart.
+  const wait = Math.min(RETRY_FIRST_MS * 2 ** Math.max(0, failures - 1), RETRY_MAX_MS);
+  const attempt = failures ? ` (attempt ${failures + 1})` : "";
+  setStatus(`${why}: reconnecting in ${Math.round(wait / 1000)} s${attempt}`);
+  setTimeout(connect, wait * (1 + Math.random() * 0.2));
+}
+
+function onMessage(event) {
   const m = JSON.parse(event.data);
   switch (m.type) {
+    case "ready":
+      onReady();
+      break;
+    case "unreachable":
+      endReason = "the chat server is unreachable";
+      if (failures === 0) show("error", m.text); // once, not at every attempt
+      break;
     case "welcome":
       me = m.name;
+      rejoinAs = me;
       setStatus(`logged in as ${me}`);
       $("login-form").hidden = true;
       $("text").disabled = false;
@@ -80,21 +131,22 @@ socket.addEventListener("message", (event) => {
     case "error":
       show("error", m.text ? `${m.token}: ${m.text}` : m.token);
       if (m.login) {
+        rejoinAs = null; // the name is taken now: the user picks again
+        $("login-form").hidden = false;
         $("name").disabled = false;
         $("login").disabled = false;
         $("name").select();
+        setStatus("connected: choose a name");
       }
       break;
     case "closed":
+      endReason = "the chat server closed the connection";
       show("info", m.text);
       break;
   }
-});
+}
 
-socket.addEventListener("close", () => {
-  setStatus("disconnected: reload the page to join again");
-  for (const id of ["name", "login", "text", "send"]) $(id).disabled = true;
-});
+connect();
 
 $("login-form").addEventListener("submit", (event) => {
   event.preventDefault();

@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         "--loadgen", choices=("chatproto-bench", "chatload"), default="chatproto-bench"
     )
     parser.add_argument(
-        "--chatload", help="path of the chatload binary (default: $CHATLOAD, PATH, /tmp/chatload)"
+        "--chatload", help="path of the chatload binary (default: $CHATLOAD, then PATH)"
     )
     parser.add_argument(
         "--no-crosscheck",

@@ -16,7 +16,7 @@ import pytest
 
 from chatproto.conformance import Expectations, catalogue, select
 from chatproto.conformance._dialect import SPEC, Dialect, name_template, template_match
-from chatproto.conformance.cli import main
+from chatproto.conformance.cli import build_parser, glue_command_lines, main
 from chatproto.vectors import load_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,3 +268,34 @@ def test_node_server_passes_core_with_its_dialect(tmp_path: Path) -> None:
         r["id"] for r in json.loads(strict.read_text("utf-8"))["results"] if r["outcome"] == "FAIL"
     }
     assert failed == {"FRM-56", "LOG-52"}
+
+
+def test_serve_args_may_start_with_a_dash() -> None:
+    """Issue 13, defect 2: ``--serve-args '--uvloop'`` was refused ("expected one argument")."""
+    argv = ["run", "--backend", "anyio", "--serve-args", "--uvloop", "--only", "PNG-*"]
+    assert glue_command_lines(argv) == [
+        "run",
+        "--backend",
+        "anyio",
+        "--serve-args=--uvloop",
+        "--only",
+        "PNG-*",
+    ]
+    assert build_parser().parse_args(glue_command_lines(argv)).serve_args == "--uvloop"
+    assert glue_command_lines(["run", "--server-cmd", "-x"]) == ["run", "--server-cmd=-x"]
+    assert glue_command_lines(["run", "--", "--serve-args", "x"]) == [
+        "run",
+        "--",
+        "--serve-args",
+        "x",
+    ]
+    assert glue_command_lines(["run", "--serve-args"]) == ["run", "--serve-args"]
+
+
+def test_serve_args_reach_the_server() -> None:
+    """End to end, as the user typed it: the suite starts chatproto-serve with them."""
+    pytest.importorskip("uvloop")
+    run = ["run", "--backend", "anyio", "--only", "FRM-51", "-q"]
+    assert main([*run, "--serve-args", "--uvloop"]) == 0
+    # They do reach it: chatproto-serve refuses this pair, so the target is unusable.
+    assert main([*run, "--serve-args", "--uvloop --anyio-backend trio"]) == 3

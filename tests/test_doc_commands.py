@@ -124,3 +124,27 @@ def test_the_checker_refuses_what_a_clean_clone_lacks() -> None:
     with pytest.raises(AssertionError, match="no scenario or target nope"):
         check(["python", "benchmarks/run.py", "--only", "fanout-10,nope"])
     assert simple_commands("a --x 1 &  b 2 # c") == [["a", "--x", "1"], ["b", "2"]]
+
+
+def test_a_page_rendered_from_chatload_results_runs_from_a_clean_clone(tmp_path: Path) -> None:
+    """run.py writes docs/performance.md: what it writes must pass the same checks.
+
+    benchmarks/results.json was measured with chatload, so this is the case
+    where a page could send readers outside the repository.
+    """
+    raw = ["--raw", "benchmarks/results.json", "--out", str(tmp_path)]
+    subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--render-only", *raw],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    page = tmp_path / "performance.md"
+    text = page.read_text("utf-8")
+    for outside in ("shared/tools", "/tmp/chatload"):
+        assert outside not in text
+    for line in commands(text):
+        assert "--loadgen chatload" not in line, line
+        for command in simple_commands(line):
+            check(command)

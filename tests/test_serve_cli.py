@@ -58,22 +58,9 @@ COMMANDS = {
     "chatproto-chat": "chatproto.cli.chat",
     "chatproto-bench": "chatproto.bench.cli",
 }
-#: These three are being rewritten by their owners; issue-13a-version-flags.patch
-#: adds --version to them (and removes these marks) once their rewrite lands.
-_PENDING = pytest.mark.xfail(
-    strict=True, reason="--version is added by issue-13a-version-flags.patch"
-)
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        "chatproto-serve",
-        pytest.param("chatproto-conformance", marks=_PENDING),
-        pytest.param("chatproto-chat", marks=_PENDING),
-        pytest.param("chatproto-bench", marks=_PENDING),
-    ],
-)
+@pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_command_prints_the_package_version(command: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", COMMANDS[command], "--version"],

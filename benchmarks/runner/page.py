@@ -100,8 +100,9 @@ def write_report(
     add(
         "Written by `benchmarks/run.py`; do not edit by hand. The load generator is "
         "`chatproto-bench` (the project's tool, see below) unless stated; "
-        "[chatload](#cross-check-with-chatload), an independent C load generator, "
-        "cross-checks it."
+        "[chatload](#cross-check-with-chatload), an independent C load generator that "
+        "is not part of this repository, cross-checks it where it is installed. Every "
+        "command on this page runs from a clean clone with chatproto-bench."
     )
     add("")
     add(
@@ -113,7 +114,15 @@ def write_report(
     add("python benchmarks/run.py")
     add("```")
     add("")
-    add(f"This page was written by `{command}`.")
+    if "--loadgen chatload" in command:
+        # Said, not given as a command: chatload is not in a clean clone.
+        clean = command.replace(" --loadgen chatload", "")
+        add(
+            "This page was written with chatload as the load generator (`--loadgen "
+            f"chatload`); the same runs from a clean clone: `{clean}`."
+        )
+    else:
+        add(f"This page was written by `{command}`.")
     add("")
     add("## Machine")
     add("")

@@ -11,7 +11,6 @@ import argparse
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .scenarios import SCENARIOS, Scenario
@@ -70,9 +69,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
             skipped[t.name] = f"missing {', '.join(missing)}"
             continue
         targets.append(t)
+    # chatload is not part of chatproto: only where the user put it.
     chatload = args.chatload or os.environ.get("CHATLOAD") or shutil.which("chatload")
-    if chatload is None and Path("/tmp/chatload").exists():
-        chatload = "/tmp/chatload"
     if args.loadgen == "chatload" and chatload is None:
         raise SystemExit("--loadgen chatload: no chatload found (use --chatload PATH)")
     crosscheck = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from dataclasses import replace
 from typing import Any
 
 from .plan import Plan
@@ -21,7 +22,11 @@ __all__ = ["core_section", "crosscheck_section", "ratio_section", "repro", "scen
 
 
 def repro(plan: Plan, s: Scenario, t: Target) -> str:
-    """The two commands that reproduce one cell (port 4000)."""
+    """The two commands that reproduce one cell (port 4000), from a clean clone.
+
+    The load generator is always chatproto-bench, which takes chatload's
+    options: chatload is not part of the repository.
+    """
     p = scenario_params(s, t, plan.quick)
     server = [a if a != "0" else "4000" for a in t.argv]
     if server[:3] == [PY, "-m", "chatproto"]:
@@ -31,7 +36,7 @@ def repro(plan: Plan, s: Scenario, t: Target) -> str:
             ("python" if a == PY else os.path.relpath(a, ROOT) if a.startswith("/") else a)
             for a in server
         ]
-    bench = loadgen_argv(plan, s, p, 4000, 0)
+    bench = loadgen_argv(replace(plan, loadgen="chatproto-bench"), s, p, 4000, 0)
     if bench[:3] == [PY, "-m", "chatproto.bench.cli"]:
         bench = ["chatproto-bench", *bench[3:]]
     bench = bench[: bench.index("--server-pid")]
@@ -232,9 +237,9 @@ def crosscheck_section(
         return
     if not plan.crosscheck:
         add(
-            "Not run: chatload (an independent C load generator, shared/tools/chatload; "
-            "build it with `cc -O2 -o /tmp/chatload chatload.c`) was not found or "
-            "`--no-crosscheck` was given. The project's benchmarks do not need it."
+            "Not run: no chatload binary was found (an independent C load generator, "
+            "not part of chatproto) or `--no-crosscheck` was given. The project's "
+            "benchmarks do not need it."
         )
         add("")
         return

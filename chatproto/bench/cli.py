@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from chatproto.cli._version import add_version_option
+
 from ._config import SCENARIOS, BenchConfig
 from ._report import render_table
 from ._runner import run_bench
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="", help="free text copied into the result")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--quiet", "-q", action="store_true", help="no live progress")
+    add_version_option(p)
     return p
 
 

@@ -52,6 +52,7 @@ from ._chat_input import (
     parse_input,
 )
 from ._chat_run import QUIT_GRACE, run
+from ._version import add_version_option
 
 __all__ = [
     "DEFAULT_HOST",
@@ -142,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SECONDS",
         help="PING after this much silence so the server keeps us (0: never; default %(default)s)",
     )
+    add_version_option(parser)
     args = parser.parse_args(argv)
     if args.name is not None and not is_valid_username(args.name):
         parser.error(f"invalid --name {args.name!r}: {NAME_RULE}")

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from chatproto.cli._version import add_version_option
+
 from ._catalogue import catalogue, find, select
 from ._dialect import VARIANTS
 from ._expectations import Expectations, ExpectationsError
@@ -38,7 +40,10 @@ from ._report_text import TextReporter, format_catalogue, format_dialect
 from ._runner import Runner, RunOptions
 from ._target import BACKENDS, CommandTarget, RemoteTarget, Target, backend_command, parse_tcp_url
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "glue_command_lines", "main"]
+
+#: Options whose value is itself (part of) a command line, so often starts with "-".
+_COMMAND_LINE_OPTIONS = frozenset({"--serve-args", "--server-cmd"})
 
 EPILOG = """\
 targets (give exactly one):
@@ -84,6 +89,26 @@ def _add_target(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="a late line is judged after S seconds if a fresh connection is answered (default 1)",
     )
+
+
+def glue_command_lines(argv: Sequence[str]) -> list[str]:
+    """``--serve-args '--uvloop'`` as ``--serve-args=--uvloop``, so argparse takes it.
+
+    argparse reads a value that starts with ``-`` as an option of its own and
+    refuses ``--serve-args --uvloop`` ("expected one argument") unless the two
+    are glued with ``=``. The values of :data:`_COMMAND_LINE_OPTIONS` are
+    command lines, which usually start so; the word after them is always
+    their value. Nothing after ``--`` is touched.
+    """
+    glued: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            glued += [word, *words]
+            break
+        value = next(words, None) if word in _COMMAND_LINE_OPTIONS else None
+        glued.append(word if value is None else f"{word}={value}")
+    return glued
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     mx.add_argument("reports", nargs="+", metavar="REPORT.json")
     mx.add_argument("-o", "--output", required=True, metavar="FILE.html")
     mx.add_argument("--title", default="chatproto conformance matrix")
+    add_version_option(parser)
     return parser
 
 
@@ -426,7 +452,7 @@ EXIT_PIPE = 128 + 13
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(glue_command_lines(sys.argv[1:] if argv is None else argv))
     handlers = {"run": _run, "probe": _probe, "list": _list, "explain": _explain, "matrix": _matrix}
     try:
         with stop_on_signals():

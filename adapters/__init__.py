@@ -74,6 +74,9 @@ class ServerObserver(Protocol):
     def events(self, events: list[ServerEvent]) -> None:
         """The core reported ``events`` (logins, messages, departures...)."""
 
+    def signal_received(self, signum: int) -> None:
+        """SIGINT or SIGTERM arrived (every one, before the adapter acts on it)."""
+
     def stopping(self, connections: int) -> None:
         """Shutdown began: ``connections`` are being told and closed."""
 

@@ -268,7 +268,9 @@ def run(
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
 
             async def watch() -> None:
-                async for _ in signals:
+                async for signum in signals:
+                    if observer is not None:
+                        observer.signal_received(signum)
                     server.shutdown()
 
             async with anyio.create_task_group() as tg:

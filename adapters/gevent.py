@@ -273,7 +273,13 @@ def run(
 ) -> None:
     """Serve on the listening ``sock`` until SIGINT or SIGTERM, then shut down gracefully."""
     server = GeventServer(config, observer)
-    handlers = [gevent.signal_handler(s, server.shutdown) for s in (signal.SIGINT, signal.SIGTERM)]
+
+    def on_signal(signum: int) -> None:
+        if observer is not None:
+            observer.signal_received(signum)
+        server.shutdown()
+
+    handlers = [gevent.signal_handler(s, on_signal, s) for s in (signal.SIGINT, signal.SIGTERM)]
     try:
         server.serve(sock)
     finally:

@@ -302,6 +302,8 @@ def run(
     server = ThreadingServer(config, observer)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        if observer is not None:
+            observer.signal_received(signum)
         server.shutdown()
 
     signal.signal(signal.SIGINT, on_signal)

@@ -10,22 +10,10 @@ at once with status 130, as shells report a process that SIGINT killed. A
 repeated SIGTERM does not: it is what supervisors send before their own
 SIGKILL.
 
-Who calls :meth:`~ShutdownSignals.signalled`: the adapters own the signal
-handling (each starts its graceful shutdown from a handler of its own kind)
-and do not pass the signal on. So :meth:`~ShutdownSignals.install` puts
-``signalled`` in front of the handlers the adapter installed, once the
-adapter reports that it is listening (by then they are in place):
-
-* threading, anyio on asyncio, uvloop or trio: Python-level handlers
-  (``signal.signal``); ours calls the adapter's afterwards. asyncio and
-  uvloop learn of the signal through the wakeup file descriptor, which
-  replacing the Python-level handler leaves alone.
-* gevent: libev signal watchers, which ``signal.signal`` would silently
-  disable; ours is one more gevent watcher beside the adapter's.
-
-Once the adapters call ``observer.signal_received(signum)`` from their own
-handlers (``LoggingObserver.signal_received`` forwards here), :meth:`install`
-is no longer needed.
+The adapters own the signal handling (each starts its graceful shutdown from
+a handler of its own kind) and report every signal first through the
+observer's ``signal_received(signum)``, which ``LoggingObserver`` forwards to
+:meth:`ShutdownSignals.signalled`.
 """
 
 from __future__ import annotations
@@ -34,8 +22,6 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from types import FrameType
-from typing import Any
 
 __all__ = ["SHUTDOWN_SIGNALS", "ShutdownSignals"]
 
@@ -59,7 +45,6 @@ class ShutdownSignals:
         self._force_exit = force_exit
         #: The signals received so far, in order.
         self.received: list[signal.Signals] = []
-        self._undo: list[Callable[[], None]] = []
 
     def signalled(self, signum: int) -> None:
         """A SIGINT or SIGTERM arrived (call on every one, from the handler).
@@ -92,44 +77,3 @@ class ShutdownSignals:
             connections,
             "" if connections == 1 else "s",
         )
-
-    def install(self, backend: str) -> None:
-        """Hear every shutdown signal before the ``backend`` adapter's own handlers do.
-
-        Call in the main thread, after the adapter installed its handlers
-        (from the observer's ``listening``). Undone by :meth:`uninstall`.
-        """
-        if self._undo:
-            return
-        for signum in SHUTDOWN_SIGNALS:
-            if backend == "gevent":
-                self._undo.append(self._watch_gevent(signum))
-            else:
-                self._undo.append(self._chain_python(signum))
-
-    def uninstall(self) -> None:
-        """Remove what :meth:`install` added (after the adapter has returned)."""
-        while self._undo:
-            self._undo.pop()()
-
-    def _chain_python(self, signum: int) -> Callable[[], None]:
-        previous = signal.getsignal(signum)
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            self.signalled(signum)
-            if callable(previous):
-                previous(signum, frame)
-
-        signal.signal(signum, handler)
-
-        def undo() -> None:
-            if signal.getsignal(signum) is handler and previous is not None:
-                signal.signal(signum, previous)
-
-        return undo
-
-    def _watch_gevent(self, signum: int) -> Callable[[], None]:
-        import gevent  # noqa: PLC0415 - only the gevent backend has it
-
-        watcher: Any = gevent.signal_handler(signum, self.signalled, signum)
-        return watcher.cancel  # type: ignore[no-any-return]

@@ -68,7 +68,7 @@ class LoggingObserver:
     lines it sends (docs/limits.md).
     """
 
-    def __init__(self, shutdown: ShutdownSignals | None = None, backend: str = "") -> None:
+    def __init__(self, shutdown: ShutdownSignals | None = None) -> None:
         #: Messages are logged at DEBUG only: below it, the core need not report them.
         self.message_events = log.isEnabledFor(logging.DEBUG)
         self._peers: dict[ConnId, str] = {}
@@ -76,7 +76,6 @@ class LoggingObserver:
         #: Connections refused since the last one admitted (an episode).
         self._refused = 0
         self._shutdown = shutdown
-        self._backend = backend
 
     @property
     def open_connections(self) -> int:
@@ -85,12 +84,9 @@ class LoggingObserver:
 
     def listening(self, host: str, port: int) -> None:
         log.debug("accepting on %s", format_address(host, port))
-        # The adapter has installed its signal handlers by now (see _shutdown).
-        if self._shutdown is not None:
-            self._shutdown.install(self._backend)
 
     def signal_received(self, signum: int) -> None:
-        """A SIGINT or SIGTERM arrived: for adapters to call from their handlers."""
+        """A SIGINT or SIGTERM arrived (the adapter's handler calls this first)."""
         if self._shutdown is not None:
             self._shutdown.signalled(signum)
 
@@ -364,20 +360,17 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     address = format_address(bound_host, bound_port)
     print(f"chatproto-serve listening on {address} (backend {flavour})", flush=True)
     shutdown = ShutdownSignals(lambda: observer.open_connections)
-    observer = LoggingObserver(shutdown, args.backend)
-    try:
-        if args.backend == "anyio":
-            adapter.run(
-                sock,
-                config,
-                observer=observer,
-                anyio_backend=args.anyio_backend,
-                use_uvloop=args.uvloop,
-            )
-        else:
-            adapter.run(sock, config, observer=observer)
-    finally:
-        shutdown.uninstall()
+    observer = LoggingObserver(shutdown)
+    if args.backend == "anyio":
+        adapter.run(
+            sock,
+            config,
+            observer=observer,
+            anyio_backend=args.anyio_backend,
+            use_uvloop=args.uvloop,
+        )
+    else:
+        adapter.run(sock, config, observer=observer)
     log.info("stopped")
     return 0
 

@@ -9,6 +9,7 @@ adapter. Owns no protocol logic. docs/operations.md is the operator's guide.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -92,7 +93,7 @@ class LoggingObserver:
 
     def connected(self, conn: ConnId, peer: str) -> None:
         if self._refused:
-            log.info("accepting again after refusing %d connections", self._refused)
+            log.info("server-full-over refused=%d", self._refused)
             self._refused = 0
         self._peers[conn] = peer
         log.info("connect conn=%d peer=%s", conn, peer)
@@ -100,16 +101,15 @@ class LoggingObserver:
     def refused(self, refusal: ConnectionRefused, peer: str) -> None:
         self._refused += 1
         if self._refused == 1 and refusal.reason is CloseReason.SERVER_FULL:
-            log.warning("server full: refusing connections (first: peer=%s)", peer)
+            log.warning("server-full refusing=yes first_peer=%s", peer)
 
     def accept_paused(self, error: OSError) -> None:
-        log.warning(
-            "cannot accept connections: %s; backing off and retrying",
-            error.strerror or error,
-        )
+        # errno's name: one word, for the logfmt form (the JSON log's fields).
+        name = errno.errorcode.get(error.errno or 0, str(error.errno))
+        log.warning("accept-paused errno=%s retrying=yes", name)
 
     def accept_resumed(self, failures: int) -> None:
-        log.info("accepting connections again after %d failed attempts", failures)
+        log.info("accept-resumed failures=%d", failures)
 
     def stopping(self, connections: int) -> None:
         if self._shutdown is not None:
@@ -155,13 +155,11 @@ class LoggingObserver:
                     event.reason.value,
                 )
             elif isinstance(event, FloodLimited):
-                log.warning(
-                    "flood: delaying lines of conn=%d peer=%s user=%s", event.conn, peer, user
-                )
+                log.warning("flood-delayed conn=%d peer=%s user=%s", event.conn, peer, user)
             elif isinstance(event, InputPaused):
-                log.debug("input paused conn=%d cause=%s", event.conn, event.cause.value)
+                log.debug("input-paused conn=%d cause=%s", event.conn, event.cause.value)
             elif isinstance(event, InputResumed):
-                log.debug("input resumed conn=%d", event.conn)
+                log.debug("input-resumed conn=%d", event.conn)
             elif isinstance(event, DirectMessageSent):
                 log.debug("dm conn=%d user=%s to=%s", event.conn, event.sender, event.recipient)
 

@@ -473,3 +473,33 @@ def test_many_senders_lose_nothing_for_readers_that_keep_up(
 def test_flow_config_validation(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         ServerConfig(**kwargs)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------ many idle connections
+
+
+def test_idle_timeouts_among_many_connections_cost_nothing_until_due() -> None:
+    """Issue 10: idle timeouts fire on time, with no per-tick work proportional to N.
+
+    20,000 connections that never send, and one that keeps busy: waking the
+    timer for the busy one's deadlines touches none of the idle ones' entries;
+    at their deadline every idle one is told and closed, none early, none late.
+    """
+    n = 20_000
+    server = ChatServer(ServerConfig(idle_timeout=60.0, max_clients=n + 1, flood_rate=0.0))
+    idle = [server.accept(0.0) for _ in range(n)]
+    busy = server.accept(1.0)
+    assert not isinstance(busy, ConnectionRefused)
+    entries = len(server._timers)
+    for second in range(2, 60):
+        server.receive_data(busy, b"PING\n", float(second))
+        server.data_to_send(busy)
+        deadline = server.next_deadline()
+        assert deadline is not None and deadline >= 60.0  # nobody else is due
+        server.handle_timeout(float(second))
+        assert len(server._timers) == entries  # no entry of an idle one was touched
+    server.handle_timeout(59.999)
+    assert all(server.close_reason(c) is None for c in idle)  # type: ignore[arg-type]
+    server.handle_timeout(60.0)
+    assert all(server.close_reason(c) is CloseReason.IDLE_TIMEOUT for c in idle)  # type: ignore[arg-type]
+    assert server.close_reason(busy) is None

@@ -1,0 +1,118 @@
+"""The same fan-out, before and after a change: chatproto-serve at two revisions.
+
+Checks out ``--rev`` (default: the last commit before flow control, issue 10)
+into a temporary git worktree, and runs one ``chatproto-bench fanout`` command,
+the current tree's, against that revision's server and the current one in
+turn (``--repeat`` times each, alternating, server on CPU 0 and load generator
+on CPU 1 when ``taskset`` is there). The current server runs with flood
+control off (``--flood-rate 0``), the setting every throughput figure uses;
+the old one has no flood control. Prints medians and their ratio as Markdown.
+
+Run: ``python benchmarks/before_after.py [--rev dc9b421] [--clients 10] [--senders 10]``
+(nothing else should run on the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from chatproto.adapters import FLAVOURS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The last commit before flow control (issue 10).
+BEFORE = "dc9b421"
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", cpu, *argv] if taskset else argv
+
+
+def serve(flavour: str, tree: str | None) -> tuple[subprocess.Popen[str], int]:
+    """chatproto-serve from ``tree`` (``None``: the current one); returns it and its port."""
+    env = dict(os.environ)
+    extra: list[str] = ["--flood-rate", "0"]
+    if tree is not None:
+        env["PYTHONPATH"] = tree
+        extra = []
+    argv = [sys.executable, "-m", "chatproto", *FLAVOURS[flavour], "--host", "127.0.0.1"]
+    argv += ["--port", "0", "--log-level", "warning", "--idle-timeout", "3600", *extra]
+    # -m puts the working directory first on sys.path: run in the tree to serve.
+    proc = subprocess.Popen(
+        pinned("0", argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=tree or REPO,
+    )
+    assert proc.stdout is not None
+    banner = proc.stdout.readline()
+    return proc, int(banner.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+
+
+def fanout(port: int, pid: int, args: argparse.Namespace) -> float:
+    bench = os.path.join(os.path.dirname(sys.executable), "chatproto-bench")
+    argv = [bench, "fanout", "--port", str(port), "--clients", str(args.clients)]
+    argv += ["--senders", str(args.senders), "--duration", str(args.seconds), "--ack", "all"]
+    argv += ["--server-pid", str(pid), "--json", "--quiet"]
+    out = subprocess.run(pinned("1", argv), capture_output=True, text=True, check=True).stdout
+    result: dict[str, Any] = json.loads(out)
+    return float(result["deliveries_per_s"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--rev", default=BEFORE)
+    p.add_argument("--backends", default=",".join(FLAVOURS))
+    p.add_argument("--clients", type=int, default=10)
+    p.add_argument("--senders", type=int, default=10)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--repeat", type=int, default=3)
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = os.path.join(tmp, "before")
+        subprocess.run(
+            ["git", "-C", REPO, "worktree", "add", "--detach", tree, args.rev],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            rows = []
+            for flavour in args.backends.split(","):
+                runs: dict[str, list[float]] = {"before": [], "after": []}
+                for _ in range(args.repeat):
+                    for label, where in (("before", tree), ("after", None)):
+                        proc, port = serve(flavour, where)
+                        try:
+                            runs[label].append(fanout(port, proc.pid, args))
+                        finally:
+                            proc.send_signal(signal.SIGINT)
+                            proc.wait(30)
+                before = statistics.median(runs["before"])
+                after = statistics.median(runs["after"])
+                rows.append((flavour, before, after))
+                print(json.dumps({"flavour": flavour, **runs}), file=sys.stderr)
+        finally:
+            remove = ["git", "-C", REPO, "worktree", "remove", "--force", tree]
+            subprocess.run(remove, check=False, capture_output=True)
+    print(
+        f"| backend | {args.rev} deliveries/s | now deliveries/s | now / before |\n"
+        "|---|---|---|---|"
+    )
+    for flavour, before, after in rows:
+        print(f"| {flavour} | {before:,.0f} | {after:,.0f} | {after / before:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

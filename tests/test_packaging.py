@@ -284,3 +284,22 @@ def test_readme_links_work_on_the_package_index() -> None:
             if link.startswith(source + tree):
                 path = link.removeprefix(source + tree).split("#")[0]
                 assert (ROOT / path).exists(), f"{link} points to no file of the repository"
+
+
+def test_every_package_is_listed_and_adapters_are_mapped_not_linked() -> None:
+    """pyproject.toml lists every package; chatproto.adapters is the top-level adapters/ folder.
+
+    A package missing from the list would be left out of the wheel; a
+    symlink would break checkouts on systems without them (issue 14).
+    """
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    config = pyproject["tool"]["setuptools"]
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for init in (ROOT / "chatproto").rglob("__init__.py")
+    }
+    found.add("chatproto.adapters")
+    assert set(config["packages"]) == found
+    assert config["package-dir"] == {"chatproto.adapters": "adapters"}
+    assert not (ROOT / "chatproto" / "adapters").exists()

@@ -38,6 +38,7 @@ from chatproto import (
     UserLeft,
     UserLoggedIn,
 )
+from chatproto.adapters import BACKENDS  # names only: no runtime is imported
 
 from ._env import apply_environment
 from ._logging import LOG_FORMATS, LOG_LEVELS, configure_logging
@@ -179,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port; 0 picks a free one (default 4000)")
     p.add_argument(
         "--backend",
-        choices=("threading", "anyio", "gevent"),
+        choices=BACKENDS,
         default="anyio",
         help="runtime (default anyio; gevent needs chatproto[gevent])",
     )

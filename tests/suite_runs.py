@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +57,38 @@ class SuiteRun:
         ]
 
 
+def run_suite(
+    args: Sequence[str],
+    *,
+    cwd: Path | None = None,
+    started: Callable[[subprocess.Popen[str]], bool] | None = None,
+) -> SuiteRun:
+    """One run of ``python -m chatproto.conformance ARGS --json REPORT``, to its end.
+
+    ``started`` hears of the process (and may refuse it, to stop at once).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        began = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatproto.conformance", *args, "--json", str(report)],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        if started is not None and not started(proc):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            text, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            text, _ = proc.communicate()
+        took = time.monotonic() - began
+        data = json.loads(report.read_text("utf-8")) if report.exists() else {}
+        return SuiteRun(proc.returncode, data, took, text)
+
+
 class RunPool:
     """Starts named runs (``run`` arguments of ``chatproto-conformance``) a few at a time.
 
@@ -73,43 +105,26 @@ class RunPool:
         self._closing = False
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="suite-run")
         self._futures: dict[str, Future[SuiteRun]] = {
-            name: self._executor.submit(self._run, list(args)) for name, args in runs.items()
+            name: self._executor.submit(run_suite, list(args), cwd=cwd, started=self._started)
+            for name, args in runs.items()
         }
 
     def __getitem__(self, name: str) -> SuiteRun:
-        return self._futures[name].result(timeout=RUN_TIMEOUT)
+        run = self._futures[name].result(timeout=RUN_TIMEOUT)
+        with self._lock:
+            self._procs = {p for p in self._procs if p.poll() is None}
+        return run
 
     def close(self) -> None:
         """Stop what is still running."""
         with self._lock:
             self._closing = True
             for proc in self._procs:
-                proc.send_signal(signal.SIGTERM)
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
-    def _run(self, args: list[str]) -> SuiteRun:
-        with tempfile.TemporaryDirectory() as tmp:
-            report = Path(tmp) / "report.json"
-            began = time.monotonic()
-            with self._lock:
-                if self._closing:
-                    raise RuntimeError("the pool was closed")
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "chatproto.conformance", *args, "--json", str(report)],
-                    cwd=self._cwd,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
-                self._procs.add(proc)
-            try:
-                text, _ = proc.communicate(timeout=RUN_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGTERM)
-                text, _ = proc.communicate()
-            finally:
-                with self._lock:
-                    self._procs.discard(proc)
-            took = time.monotonic() - began
-            data = json.loads(report.read_text("utf-8")) if report.exists() else {}
-            return SuiteRun(proc.returncode, data, took, text)
+    def _started(self, proc: subprocess.Popen[str]) -> bool:
+        with self._lock:
+            self._procs.add(proc)
+            return not self._closing

@@ -181,13 +181,13 @@ class LoopServer:
         self.core.connection_lost(conn, time.monotonic())
 
 
-def main(cls: type[LoopServer]) -> None:
-    """Run ``cls`` with the port (and limits) given on the command line."""
+def main(cls: type[LoopServer], argv: list[str] | None = None) -> None:
+    """Run ``cls`` with the port (and limits) given on the command line (or ``argv``)."""
     parser = argparse.ArgumentParser(prog=cls.__name__)
     parser.add_argument("port", type=int)
     parser.add_argument("--idle-timeout", type=float, default=60.0)
     parser.add_argument("--max-clients", type=int, default=10_000)
-    args = parser.parse_args(sys.argv[1:])
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     cls(args.port, idle_timeout=args.idle_timeout, max_clients=args.max_clients).run()
 
 

@@ -4,8 +4,8 @@ The bug: the refusal is written, and then the socket is kept until the
 client closes it (issue 10: a flood of refused connections exhausted every
 backend's file descriptors). docs/protocol.md §13: a refused connection is
 closed as soon as its line is written. Caught by LOD-54
-(connection-flood-refused); LIM-51 passes, since its refused client reads
-to the end and closes.
+(connection-flood-refused), within a second, and by LIM-51 (strict), which
+waits a line timeout for its one refused client to be closed.
 """
 
 from __future__ import annotations

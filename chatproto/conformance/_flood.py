@@ -371,12 +371,33 @@ class ConnectionKnock:
 
     label: str
     conn: Conn
+    #: When it connected (monotonic).
+    began: float
     #: Seconds from the connect to the first ``ERR`` line (``None``: none came).
     err_after: float | None = None
     #: That line.
     first_error: Line | None = None
     #: Seconds from the connect to the server's close (``None``: still open).
     closed_after: float | None = None
+
+    def watch_until(self, refuse_within: float, close_after: float) -> float:
+        """Until when it is watched: its ERR's deadline, or its close's once the ERR came."""
+        if self.err_after is None:
+            return self.began + refuse_within
+        return self.began + self.err_after + close_after
+
+    def read(self) -> None:
+        """Take what arrived: the first ``ERR`` line, and the server's close."""
+        wire = self.conn.wire
+        wire.read_available()
+        now = time.monotonic()
+        while wire.has_buffered_line():
+            line = wire.read_line(now)
+            if self.first_error is None and line.text.upper().startswith("ERR"):
+                self.first_error = line
+                self.err_after = now - self.began
+        if wire.eof:
+            self.closed_after = now - self.began
 
 
 def knock(
@@ -390,13 +411,11 @@ def knock(
     when the ``ERR`` came and when the server closed the connection.
     """
     knocks: list[ConnectionKnock] = []
-    began: list[float] = []
     for label in labels:
         conn = ctx.connect(label, banner=False)
         conn.wire.verbose = False
         conn.final_check = False
-        knocks.append(ConnectionKnock(label, conn))
-        began.append(time.monotonic())
+        knocks.append(ConnectionKnock(label, conn, time.monotonic()))
     sel = selectors.DefaultSelector()
     try:
         for k in knocks:
@@ -404,8 +423,8 @@ def knock(
         while True:
             now = time.monotonic()
             waits = [
-                _watch_until(k, start, refuse_within, close_after) - now
-                for k, start in zip(knocks, began, strict=True)
+                k.watch_until(refuse_within, close_after) - now
+                for k in knocks
                 if k.closed_after is None
             ]
             waits = [w for w in waits if w > 0]
@@ -413,33 +432,11 @@ def knock(
                 return knocks
             for key, _ in sel.select(min(waits)):
                 k = key.data
-                start = began[knocks.index(k)]
-                _read_knock(k, start)
+                k.read()
                 if k.closed_after is not None:
                     sel.unregister(k.conn.wire.sock)
     finally:
         sel.close()
-
-
-def _watch_until(
-    k: ConnectionKnock, start: float, refuse_within: float, close_after: float
-) -> float:
-    if k.err_after is None:
-        return start + refuse_within
-    return start + k.err_after + close_after
-
-
-def _read_knock(k: ConnectionKnock, start: float) -> None:
-    wire = k.conn.wire
-    wire.read_available()
-    now = time.monotonic()
-    while wire.has_buffered_line():
-        line = wire.read_line(now)
-        if k.first_error is None and line.text.upper().startswith("ERR"):
-            k.first_error = line
-            k.err_after = now - start
-    if wire.eof:
-        k.closed_after = now - start
 
 
 def trickle(
@@ -459,15 +456,14 @@ def trickle(
     still open).
     """
     began = time.monotonic()
+    end = min(began + limit, ctx.hard_end)
     closed: list[float | None] = [None] * len(conns)
     sel = selectors.DefaultSelector()
-    index = {id(c.wire.sock): i for i, c in enumerate(conns)}
     try:
-        for c in conns:
-            sel.register(c.wire.sock, selectors.EVENT_READ, c)
+        for i, c in enumerate(conns):
+            sel.register(c.wire.sock, selectors.EVENT_READ, i)
         for step in range(len(text)):
-            now = time.monotonic()
-            if now >= min(began + limit, ctx.hard_end) or all(x is not None for x in closed):
+            if time.monotonic() >= end or all(x is not None for x in closed):
                 break
             for i, c in enumerate(conns):
                 if closed[i] is None:
@@ -476,14 +472,15 @@ def trickle(
                     except OSError:
                         pass  # closed meanwhile: its end of stream is read below
             between()
-            next_round = min(began + (step + 1) * every, began + limit, ctx.hard_end)
+            next_round = min(began + (step + 1) * every, end)
             while (remaining := next_round - time.monotonic()) > 0:
                 for key, _ in sel.select(remaining):
-                    conn: Conn = key.data
-                    conn.wire.read_available()
-                    if conn.wire.eof:
-                        closed[index[id(conn.wire.sock)]] = time.monotonic() - began
-                        sel.unregister(conn.wire.sock)
+                    i = key.data
+                    wire = conns[i].wire
+                    wire.read_available()
+                    if wire.eof:
+                        closed[i] = time.monotonic() - began
+                        sel.unregister(wire.sock)
     finally:
         sel.close()
     return closed

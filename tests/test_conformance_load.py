@@ -9,11 +9,15 @@ on, without a server.
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import chatproto
 from chatproto.conformance import catalogue, select
-from chatproto.conformance._flood import flood_lines
+from chatproto.conformance._flood import READER_SCRIPT, flood_lines
 from chatproto.conformance._load_reader import Connection, Reader, Witness
 from chatproto.conformance._outcome import Outcome, Result
 from chatproto.conformance._report_text import TextReporter
@@ -89,6 +93,21 @@ def test_the_reader_counts_flood_lines_and_finds_the_first_gap() -> None:
     assert reader.gap == "line #2 expected, got '000003'"
     assert reader.others == ["INFO s joined", "INFO slow-consumer"]
     assert reader.last == "INFO slow-consumer"
+
+
+def test_the_reader_ships_in_the_package_and_needs_only_the_standard_library() -> None:
+    assert READER_SCRIPT.parent == Path(chatproto.__file__).parent / "conformance"
+    # -I -S: no site-packages, no script directory on the path: chatproto is
+    # not importable, so the reader must not need it.
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", str(READER_SCRIPT), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--marker" in proc.stdout
 
 
 def test_measurements_are_in_every_report() -> None:

@@ -25,7 +25,6 @@ from chatproto import Error, UserDisconnected
 
 from .._context import CheckFailed, Conn, TestContext
 from .._flood import (
-    SEND_CHUNK,
     ConnectionKnock,
     Flooder,
     ReaderProcess,
@@ -49,6 +48,8 @@ FAKE_LAG_AFTER = 3.0
 #: LOD-52: the most a PING may wait while another client floods (§16.4).
 RTT_LIMIT = 1.0
 RTT_SAMPLES = 20
+#: LOD-52's flood: these lines (64 KB) over and over.
+REPEATED_LINES = 655
 #: The flood is under way once the reader has this many of its lines (fewer
 #: than any flood burst), or after a line timeout (a server that delivers
 #: nothing while flooded is measured all the same).
@@ -176,13 +177,14 @@ def reader_keeps_up(t: TestContext) -> None:
     """A reader that keeps up gets every line of a 2 MB flood, in order, and is not dropped.
 
     s sends 20,000 MSG lines of 100 bytes as one stream, as fast as TCP
-    takes them; r, logged in from another process, reads with recv(1 MiB) in
-    a tight loop. r must get all of them, numbered in order, within 30 s
-    (lines may be delayed, §16.1, but a reader that keeps up is never
-    dropped because a sender was faster, §16.3). A server that queues the
-    whole flood for r at once, faster than it writes, drops r at its output
-    limit. If the server delays the flood so much that it cannot arrive in
-    30 s (strict flood control), the test is skipped with the rate it saw.
+    takes them (what one ``sendall`` does); r, logged in from another
+    process, reads with recv(1 MiB) in a tight loop. r must get all of them,
+    numbered in order, within 30 s (lines may be delayed, §16.1, but a
+    reader that keeps up is never dropped because a sender was faster,
+    §16.3). A server that queues the whole flood for r at once, faster than
+    it writes, drops r at its output limit. If the server delays the flood
+    so much that it cannot arrive in 30 s (strict flood control), the test
+    is skipped with the rate it saw.
     """
     marker = _marker(t)
     payload = flood_lines(marker, FLOOD_LINES, LINE_BYTES)
@@ -252,7 +254,7 @@ def ping_during_flood(t: TestContext) -> None:
     flood, ``idle_rtt_s``).
     """
     marker = _marker(t)
-    chunk = flood_lines(marker, SEND_CHUNK // LINE_BYTES, LINE_BYTES)
+    chunk = flood_lines(marker, REPEATED_LINES, LINE_BYTES)
     with ReaderProcess(t, ["r"], marker) as readers:
         f = t.connect("f").login()
         f.final_check = False

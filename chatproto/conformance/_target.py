@@ -67,9 +67,9 @@ __all__ = [
 #: ``strict`` with 24 MB (ROB-52) and runs the vectors' long pipelines,
 #: ``robust`` pipelines 5,000 PINGs (ROB-58). ``load`` runs the server as
 #: configured, with its defaults; only its tests that need ``unthrottled``
-#: (LOD-51, LOD-52: backpressure and fairness, which flood control would
-#: hide) get an instance with flood control off. A run of several profiles
-#: has flood control on only if every one of them has.
+#: (LOD-51 to LOD-53: backpressure, fairness and output limits, which flood
+#: control would hide or spread over minutes) get an instance with flood
+#: control off. A run of several profiles has it on only if every one has.
 FLOOD_CONTROL: Final = {"core": False, "strict": False, "robust": False, "load": True}
 #: What turns flood control off in ``chatproto-serve``.
 FLOOD_OFF_BACKEND: Final = "--flood-rate 0"

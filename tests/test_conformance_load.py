@@ -28,7 +28,7 @@ from chatproto.conformance._target import (
     backend_target,
     flood_control_for,
 )
-from chatproto.conformance.cli import build_parser, make_target
+from chatproto.conformance.cli import build_parser, glue_command_lines, make_target
 
 
 def test_the_load_profile_has_one_test_per_threat() -> None:
@@ -62,7 +62,9 @@ def test_flood_control_is_decided_per_profile() -> None:
 
 def test_flood_off_for_a_server_command() -> None:
     args = build_parser().parse_args(
-        ["run", "--server-cmd", "srv {port}", "--flood-off", "--rate 0", "--profile", "robust"]
+        glue_command_lines(
+            ["run", "--server-cmd", "srv {port}", "--flood-off", "--rate 0", "--profile", "robust"]
+        )
     )
     target = make_target(args)
     assert isinstance(target, CommandTarget)

@@ -51,7 +51,7 @@ from ._target import (
 __all__ = ["build_parser", "glue_command_lines", "main"]
 
 #: Options whose value is itself (part of) a command line, so often starts with "-".
-_COMMAND_LINE_OPTIONS = frozenset({"--serve-args", "--server-cmd"})
+_COMMAND_LINE_OPTIONS = frozenset({"--serve-args", "--server-cmd", "--flood-off"})
 
 EPILOG = """\
 targets (give exactly one):

@@ -24,7 +24,14 @@ from ._outcome import Outcome, Result, RunReport
 from ._probe import ProbeResult, TargetUnusable, probe
 from ._registry import PROFILES, Check
 from ._runner import Runner, RunOptions
-from ._target import BACKENDS, CommandTarget, RemoteTarget, Target, backend_command
+from ._target import (
+    BACKENDS,
+    CommandTarget,
+    RemoteTarget,
+    Target,
+    backend_command,
+    backend_target,
+)
 
 __all__ = [
     "BACKENDS",
@@ -51,6 +58,7 @@ __all__ = [
     "TargetUnusable",
     "TestContext",
     "backend_command",
+    "backend_target",
     "catalogue",
     "find",
     "probe",

@@ -86,6 +86,8 @@ class Settings:
     max_line_bytes: int = 4096
     #: The idle timeout of the server a test talks to, when known (§12.2).
     idle_timeout: float | None = None
+    #: The max_clients of the server a test talks to, when the suite chose it (§13).
+    max_clients: int | None = None
     #: Whether the strict profile is in force: dialects are failures.
     strict: bool = False
     #: Seconds a line may be late before a fresh connection is asked whether
@@ -295,6 +297,10 @@ class Conn:
             if event is not None:
                 return event
         return None
+
+    def interpret(self, line: Line) -> Event | None:
+        """A line read off this connection by other means (a flooding thread), as an event."""
+        return self._normalise(line)
 
     def _normalise(self, line: Line) -> Event | None:
         """The line as an event in the spec's terms, or ``None`` if it is to be skipped."""
@@ -631,6 +637,26 @@ class Conn:
         """A barrier round trip: every earlier command was processed. Returns what came before."""
         return self.finish_sync(self.start_sync())
 
+    def drain(self, timeout: float) -> tuple[list[str], bool]:
+        """Every line until the server closes, or ``timeout`` s: the lines, and whether it closed.
+
+        Reads raw lines (no dialect): for a connection whose whole stream
+        matters, such as the last line before a close.
+        """
+        deadline = self.ctx.deadline(timeout)
+        verbose, self.wire.verbose = self.wire.verbose, False
+        lines: list[str] = []
+        try:
+            while True:
+                lines.append(self.wire.read_line(deadline).text)
+        except ReadTimeout:
+            return lines, False
+        except PeerClosed:
+            return lines, True
+        finally:
+            self.wire.verbose = verbose
+            self.ctx.note(self.label, f"read {len(lines)} lines to the end of the stream")
+
     # --------------------------------------------------------------- close
 
     def close(self) -> None:
@@ -681,6 +707,8 @@ class TestContext:
     leniencies: dict[str, str] = field(default_factory=dict)
     #: Variants this test is the dedicated test of (strict fails them here).
     dedicated: set[str] = field(default_factory=set)
+    #: What the test measured, for the result (see :meth:`measure`).
+    measurements: dict[str, float] = field(default_factory=dict)
     #: The liveness check (seconds a fresh connection took to be answered;
     #: raises :class:`ServerUnresponsive`). Set by the runner.
     liveness: Callable[[], float] | None = None
@@ -742,6 +770,11 @@ class TestContext:
     def note(self, conn: str, text: str) -> None:
         """Add a note to the transcript."""
         self.transcript.note(conn, text)
+
+    def measure(self, name: str, value: float, text: str) -> None:
+        """Record a measurement for the result (``name`` carries its unit) and note ``text``."""
+        self.measurements[name] = round(value, 4)
+        self.note("", f"measured: {text}")
 
     def pause(self, seconds: float, why: str) -> None:
         """A labelled plain wait, for tests about time itself (idle timeout)."""

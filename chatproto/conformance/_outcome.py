@@ -85,6 +85,9 @@ class Result:
     #: The root cause a failure points to, in words; failures with the same
     #: cause are reported as one block.
     cause: str = ""
+    #: What the test measured (load tests: round trips, seconds, rates), by a
+    #: name that carries its unit, e.g. ``ping_rtt_max_s``.
+    measurements: dict[str, float] = field(default_factory=dict)
 
     @property
     def label(self) -> str:

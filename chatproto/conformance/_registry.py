@@ -21,7 +21,9 @@ __all__ = ["AREAS", "NEEDS", "PROFILES", "Body", "Check", "check", "registered"]
 #: TCP implies; its Bonus features only where present; dialects allowed.
 #: ``strict``: chatproto's exact spec (docs/protocol.md).
 #: ``robust``: stress and hostile input.
-PROFILES: Final = ("core", "strict", "robust")
+#: ``load``: floods, a reader that stops, connection floods and slowloris
+#: (docs/protocol.md §12 to §16): one client must degrade nobody else.
+PROFILES: Final = ("core", "strict", "robust", "load")
 
 #: Areas in catalogue order: ID prefix -> human name.
 AREAS: Final = {
@@ -42,13 +44,19 @@ AREAS: Final = {
     "SHD": "shutdown",
     "CON": "concurrency",
     "ROB": "robustness",
+    "LOD": "load",
 }
 
 #: What a test may need from the target beyond a running server.
 #: ``idle``: a server with a short idle timeout (or --allow-slow);
-#: ``max-clients``: a server started with a small max_clients;
-#: ``own-server``: a server the suite may stop (for shutdown tests).
-NEEDS: Final = ("idle", "max-clients", "own-server")
+#: ``max-clients``: a server started with a small max_clients (3);
+#: ``crowd``: a server started with max_clients 20 (a connection flood past it);
+#: ``own-server``: a server the suite may stop (for shutdown tests);
+#: ``unthrottled``: a server with its flood control off (§16.2), where the
+#: suite can start one: the test floods on purpose to measure backpressure or
+#: fairness, not the flood limit. Unlike the others this need never skips: a
+#: server the suite cannot unthrottle is tested as it is.
+NEEDS: Final = ("idle", "max-clients", "crowd", "own-server", "unthrottled")
 
 Body = Callable[["TestContext"], None]
 

@@ -11,9 +11,16 @@ from typing import TextIO
 
 from ._dialect import VARIANTS, Dialect
 from ._outcome import Outcome, Result, RunReport
-from ._registry import Check
+from ._registry import PROFILES, Check
 
-__all__ = ["LINE_WIDTH", "TextReporter", "cut", "format_catalogue", "format_dialect"]
+__all__ = [
+    "LINE_WIDTH",
+    "TextReporter",
+    "cut",
+    "format_catalogue",
+    "format_dialect",
+    "format_measurements",
+]
 
 _COLOURS = {
     Outcome.PASS: "32",
@@ -56,8 +63,8 @@ def format_catalogue(checks: Iterable[Check]) -> list[str]:
             area = c.area
             out.append(f"\n{c.area}  {c.area_name}")
         needs = f"  [needs {', '.join(sorted(c.needs))}]" if c.needs else ""
-        profiles = ",".join(p for p in ("core", "strict", "robust") if p in c.profiles)
-        out.append(f"  {c.id:<7} {c.slug:<34} §{c.section:<10} {profiles:<19}{needs}")
+        profiles = ",".join(p for p in PROFILES if p in c.profiles)
+        out.append(f"  {c.id:<7} {c.slug:<34} §{c.section:<10} {profiles:<24}{needs}")
         out.append(f"          {c.title}")
     return out
 
@@ -104,6 +111,8 @@ class TextReporter:
             extra = f"  ({r.reason})"
         elif r.outcome.bad:
             extra = f"  {r.reason.splitlines()[0] if r.reason else ''}"
+        if r.measurements and r.outcome is not Outcome.SKIP:
+            extra = f"  [{format_measurements(r.measurements)}]{extra}"
         self.write(f"{verdict} {r.label:<42} {r.duration:6.2f}s{extra}")
         if self.verbose and r.outcome not in (Outcome.SKIP,):
             for line in r.transcript:
@@ -192,6 +201,11 @@ class TextReporter:
             self.write(self._paint(Outcome.ERROR, f"DEADLOCK in {report.deadlock.where}"))
         verdict = "CONFORMANT" if report.exit_code == 0 else "NOT CONFORMANT"
         self.write(f"{verdict} to profile {'+'.join(report.profiles)}")
+
+
+def format_measurements(measurements: dict[str, float]) -> str:
+    """``ping_rtt_max_s=0.012 ...``: what a test measured, in one short run of text."""
+    return " ".join(f"{name}={value:g}" for name, value in measurements.items())
 
 
 def _first_line(text: str) -> str:

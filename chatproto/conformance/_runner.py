@@ -77,6 +77,9 @@ class RunOptions:
     short_idle_timeout: float = 1.0
     #: max_clients of the instance the suite starts for the server-full test.
     small_max_clients: int = 3
+    #: max_clients of the instance for the connection flood (LOD-54): room
+    #: for a crowd that stays served while the flood past it is refused.
+    crowd_max_clients: int = 20
     line_timeout: float = 5.0
     #: Seconds a line may be late before the liveness check (see Settings).
     settle: float = 1.0
@@ -306,6 +309,7 @@ class Runner:
         if not ctx.cleanup() and self._closes_half_closed is None:
             self._closes_half_closed = False
         result.transcript = ctx.transcript.lines()
+        result.measurements = dict(ctx.measurements)
         if "own-server" in check.needs:
             instance.stop()
             return result
@@ -437,13 +441,19 @@ class Runner:
 
     # ----------------------------------------------------- what tests need
 
-    def _settings(self, check: Check, idle_timeout: float | None = None) -> Settings:
+    def _settings(
+        self,
+        check: Check,
+        idle_timeout: float | None = None,
+        max_clients: int | None = None,
+    ) -> Settings:
         o = self.options
         return Settings(
             line_timeout=o.line_timeout,
             absence=o.absence,
             max_line_bytes=o.max_line_bytes,
             idle_timeout=idle_timeout,
+            max_clients=max_clients,
             # A robust-only test tolerates dialects even in a strict+robust run.
             strict=o.strict and "strict" in check.profiles,
             settle=None
@@ -465,7 +475,9 @@ class Runner:
                 + "; or pass --allow-slow (with --idle-timeout S, the server's own timeout) "
                 "to wait for it"
             )
-        if "max-clients" in check.needs and not self._can_vary(target, "max_clients"):
+        if ("max-clients" in check.needs or "crowd" in check.needs) and not self._can_vary(
+            target, "max_clients"
+        ):
             return "needs a server with a small max_clients. " + target.variant_hint("max_clients")
         if "own-server" in check.needs and not target.controlled:
             return (
@@ -478,16 +490,26 @@ class Runner:
     def _can_vary(target: Target, setting: str) -> bool:
         return isinstance(target, CommandTarget) and target.has_placeholder(setting)
 
+    @staticmethod
+    def _can_unthrottle(target: Target) -> bool:
+        """Whether the suite can start ``target`` with flood control off, and has not."""
+        if not isinstance(target, CommandTarget):
+            return False
+        return bool(target.flood_off) and not target.unthrottled
+
     def _instance_for(self, check: Check) -> tuple[Target | None, Settings]:
         if "idle" in check.needs:
             if not self._can_vary(self.target, "idle_timeout"):
                 return self.target, self._settings(check, self.options.assumed_idle_timeout)
             short = self.options.short_idle_timeout
             return self._variant("idle", idle_timeout=short), self._settings(check, short)
-        if "max-clients" in check.needs:
-            return self._variant(
-                "full", max_clients=self.options.small_max_clients
-            ), self._settings(check)
+        for need, key, size in (
+            ("max-clients", "full", self.options.small_max_clients),
+            ("crowd", "crowd", self.options.crowd_max_clients),
+        ):
+            if need in check.needs:
+                settings = self._settings(check, max_clients=size)
+                return self._variant(key, max_clients=size), settings
         if "own-server" in check.needs:
             fresh = self.target.variant()
             if fresh is None:
@@ -497,13 +519,25 @@ class Runner:
             except TargetUnusable:
                 return None, self._settings(check)
             return fresh, self._settings(check)
+        if "unthrottled" in check.needs and self._can_unthrottle(self.target):
+            return self._variant("unthrottled", flood_control=False), self._settings(check)
+        # A server the suite cannot unthrottle is tested as it is.
         return self.target, self._settings(check)
 
-    def _variant(self, key: str, **settings: float) -> Target | None:
+    def _variant(
+        self,
+        key: str,
+        *,
+        idle_timeout: float | None = None,
+        max_clients: int | None = None,
+        flood_control: bool | None = None,
+    ) -> Target | None:
         found = self._variants.get(key)
         if found is not None:
             return found
-        variant = self.target.variant(**settings)  # type: ignore[arg-type]
+        variant = self.target.variant(
+            idle_timeout=idle_timeout, max_clients=max_clients, flood_control=flood_control
+        )
         if variant is None:
             return None
         try:

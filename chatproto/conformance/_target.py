@@ -12,6 +12,12 @@ and ``{max_clients}``. They are replaced as plain text (not ``str.format``),
 so shell syntax such as ``${PORT}`` is left alone. ``PORT`` and ``HOST`` are
 also set in the server's environment.
 
+Flood control (docs/protocol.md §16.2) delays a client that sends faster
+than a person; several tests flood on purpose to check something else. A
+target may say how to turn it off (``flood_off``: arguments appended to its
+command; ``--flood-rate 0`` for our backends), and :data:`FLOOD_CONTROL` says,
+per profile, whether the suite runs it with flood control on.
+
 A started server dies with the suite: it is stopped (its whole process group)
 at the end, on SIGTERM/SIGINT/SIGHUP to the suite (see the CLI), and on Linux
 the kernel sends it SIGTERM if the suite itself is killed (``PR_SET_PDEATHSIG``;
@@ -32,23 +38,41 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Final
+
+from chatproto.adapters import BACKENDS
 
 from ._probe import TargetUnusable
 
 __all__ = [
     "BACKENDS",
+    "FLOOD_CONTROL",
+    "FLOOD_OFF_BACKEND",
     "CommandTarget",
     "RemoteTarget",
     "Target",
     "backend_command",
+    "backend_target",
+    "flood_control_for",
     "parse_tcp_url",
 ]
 
-#: Our own backends, as ``chatproto-conformance run --backend`` knows them.
-BACKENDS = ("threading", "anyio", "gevent")
+#: Per profile: whether a server the suite can unthrottle (``flood_off``) runs
+#: with its flood control on. Off where the profile's tests pipeline or flood
+#: on purpose, to check something else than the flood limit, and would only be
+#: delayed by it (by design, §16.2; irctest configures its servers the same
+#: way): ``core`` floods a reader that stopped with 8 MB (ROB-51),
+#: ``strict`` with 24 MB (ROB-52) and runs the vectors' long pipelines,
+#: ``robust`` pipelines 5,000 PINGs (ROB-58). ``load`` runs the server as
+#: configured, with its defaults; only its tests that need ``unthrottled``
+#: (LOD-51 to LOD-53: backpressure, fairness and output limits, which flood
+#: control would hide or spread over minutes) get an instance with flood
+#: control off. A run of several profiles has it on only if every one has.
+FLOOD_CONTROL: Final = {"core": False, "strict": False, "robust": False, "load": True}
+#: What turns flood control off in ``chatproto-serve``.
+FLOOD_OFF_BACKEND: Final = "--flood-rate 0"
 
 #: ``HOST:PORT`` in a startup line such as ``listening on 127.0.0.1:4000``.
 _ADDRESS_RE = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}|localhost|\[[0-9a-fA-F:]+\]|::1?):(\d{1,5})\b")
@@ -101,12 +125,18 @@ def free_port(host: str) -> int:
         return port
 
 
+def flood_control_for(profiles: Sequence[str]) -> bool:
+    """Whether a run of ``profiles`` keeps flood control on (see :data:`FLOOD_CONTROL`)."""
+    return all(FLOOD_CONTROL.get(p, True) for p in profiles)
+
+
 def backend_command(backend: str, *, anyio_backend: str | None = None, extra: str = "") -> str:
-    """The shell command that runs ``chatproto-serve`` on ``backend``.
+    """The shell command that runs ``chatproto-serve`` on ``backend``, with its defaults.
 
     Prefers the installed ``chatproto-serve`` script next to this Python (the
     very command a user runs), falling back to running its ``main``. It listens
-    on port 0 and the suite reads the port from its startup line.
+    on port 0 and the suite reads the port from its startup line. Flood
+    control is left to the target (see :func:`backend_target`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -122,15 +152,39 @@ def backend_command(backend: str, *, anyio_backend: str | None = None, extra: st
         "--host {host} --port 0",
         "--idle-timeout {idle_timeout} --max-clients {max_clients}",
         "--log-level warning",
-        # The suite floods on purpose (ROB-51 sends 8 MB to fill a slow reader's
-        # buffers); flood control would only delay it, by design.
-        "--flood-rate 0",
     ]
     if anyio_backend:
         parts.append(f"--anyio-backend {shlex.quote(anyio_backend)}")
     if extra:
         parts.append(extra)
     return " ".join(parts)
+
+
+def backend_target(
+    backend: str,
+    *,
+    profiles: Sequence[str],
+    anyio_backend: str | None = None,
+    extra: str = "",
+    host: str = "127.0.0.1",
+    startup_timeout: float = 20.0,
+    name: str | None = None,
+) -> CommandTarget:
+    """One of our own servers, as ``--backend`` starts it for a run of ``profiles``.
+
+    Its flood control is on or off as :data:`FLOOD_CONTROL` says for the
+    profiles (``--flood-rate 0`` comes after ``extra``, so it wins where it
+    applies), and tests that need ``unthrottled`` get it off.
+    """
+    return CommandTarget(
+        backend_command(backend, anyio_backend=anyio_backend, extra=extra),
+        host=host,
+        port_from_output=True,
+        startup_timeout=startup_timeout,
+        name=name or f"chatproto {backend}" + (f"/{anyio_backend}" if anyio_backend else ""),
+        flood_off=FLOOD_OFF_BACKEND,
+        flood_control=flood_control_for(profiles),
+    )
 
 
 class Target:
@@ -172,7 +226,11 @@ class Target:
         return []
 
     def variant(
-        self, *, idle_timeout: float | None = None, max_clients: int | None = None
+        self,
+        *,
+        idle_timeout: float | None = None,
+        max_clients: int | None = None,
+        flood_control: bool | None = None,
     ) -> Target | None:
         """A separate instance with other settings, or ``None`` if impossible."""
         return None
@@ -222,6 +280,8 @@ class CommandTarget(Target):
         port_from_output: bool = False,
         startup_timeout: float = 20.0,
         name: str | None = None,
+        flood_off: str = "",
+        flood_control: bool = True,
     ) -> None:
         self.command = command
         self.host = host
@@ -232,6 +292,11 @@ class CommandTarget(Target):
         self.port_from_output = port_from_output
         self.startup_timeout = startup_timeout
         self.name = name
+        #: Arguments appended to the command to turn the server's flood
+        #: control off (``""``: the suite does not know how).
+        self.flood_off = flood_off
+        #: Whether to leave flood control on (``False`` appends ``flood_off``).
+        self.flood_control = flood_control
         self._proc: subprocess.Popen[bytes] | None = None
         self._port = 0
         self._stdout: deque[str] = deque(maxlen=OUTPUT_LINES)
@@ -267,7 +332,14 @@ class CommandTarget(Target):
             ("max_clients", str(self.max_clients)),
         ):
             out = out.replace("{" + key + "}", value)
+        if self.flood_off and not self.flood_control:
+            out = f"{out} {self.flood_off}"
         return out
+
+    @property
+    def unthrottled(self) -> bool:
+        """Whether it runs with its flood control off (the suite appended ``flood_off``)."""
+        return bool(self.flood_off) and not self.flood_control
 
     # ------------------------------------------------------------ lifecycle
 
@@ -455,11 +527,17 @@ class CommandTarget(Target):
         return list(self._stdout)[-lines:]
 
     def variant(
-        self, *, idle_timeout: float | None = None, max_clients: int | None = None
+        self,
+        *,
+        idle_timeout: float | None = None,
+        max_clients: int | None = None,
+        flood_control: bool | None = None,
     ) -> Target | None:
         if idle_timeout is not None and not self.has_placeholder("idle_timeout"):
             return None
         if max_clients is not None and not self.has_placeholder("max_clients"):
+            return None
+        if flood_control is False and not self.flood_off:
             return None
         return CommandTarget(
             self.command,
@@ -470,6 +548,8 @@ class CommandTarget(Target):
             port_from_output=self.port_from_output,
             startup_timeout=self.startup_timeout,
             name=self.name,
+            flood_off=self.flood_off,
+            flood_control=self.flood_control if flood_control is None else flood_control,
         )
 
     def variant_hint(self, setting: str) -> str:

@@ -38,12 +38,20 @@ from ._report_junit import write_junit
 from ._report_markdown import write_markdown
 from ._report_text import TextReporter, format_catalogue, format_dialect
 from ._runner import Runner, RunOptions
-from ._target import BACKENDS, CommandTarget, RemoteTarget, Target, backend_command, parse_tcp_url
+from ._target import (
+    BACKENDS,
+    CommandTarget,
+    RemoteTarget,
+    Target,
+    backend_target,
+    flood_control_for,
+    parse_tcp_url,
+)
 
 __all__ = ["build_parser", "glue_command_lines", "main"]
 
 #: Options whose value is itself (part of) a command line, so often starts with "-".
-_COMMAND_LINE_OPTIONS = frozenset({"--serve-args", "--server-cmd"})
+_COMMAND_LINE_OPTIONS = frozenset({"--serve-args", "--server-cmd", "--flood-off"})
 
 EPILOG = """\
 targets (give exactly one):
@@ -52,6 +60,9 @@ targets (give exactly one):
                             {port} {host} {idle_timeout} {max_clients}; PORT and HOST
                             are set in its environment
   --backend NAME            one of our own backends (threading, anyio, gevent)
+                            (flood control: off for core, strict and robust, whose
+                            tests flood on purpose; load keeps the defaults and turns
+                            it off only for the tests that need it; see --flood-off)
 
 exit codes: 0 conformant, 1 failures, 2 usage error, 3 target unusable
 """
@@ -66,6 +77,13 @@ def _add_target(p: argparse.ArgumentParser) -> None:
         "--serve-args", default="", metavar="ARGS", help="extra arguments for chatproto-serve"
     )
     p.add_argument("--cwd", help="working directory for --server-cmd")
+    p.add_argument(
+        "--flood-off",
+        default="",
+        metavar="ARGS",
+        help="arguments that turn the --server-cmd server's flood control off; appended to "
+        "its command where the profile or test floods on purpose (our backends: --flood-rate 0)",
+    )
     p.add_argument(
         "--host", default="127.0.0.1", help="address the started server binds (default 127.0.0.1)"
     )
@@ -132,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         action="append",
         choices=PROFILES,
-        help="core (default), strict, robust; repeatable",
+        help="core (default), strict, robust, load; repeatable",
     )
     run.add_argument(
         "--only",
@@ -243,19 +261,15 @@ def make_target(args: argparse.Namespace) -> Target:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         return RemoteTarget(host, port)
+    profiles = getattr(args, "profile", None) or ["core"]
     if args.backend:
-        command = backend_command(
-            args.backend, anyio_backend=args.anyio_backend, extra=args.serve_args
-        )
-        name = f"chatproto {args.backend}" + (
-            f"/{args.anyio_backend}" if args.anyio_backend else ""
-        )
-        return CommandTarget(
-            command,
+        return backend_target(
+            args.backend,
+            profiles=profiles,
+            anyio_backend=args.anyio_backend,
+            extra=args.serve_args,
             host=args.host,
-            port_from_output=True,
             startup_timeout=args.startup_timeout,
-            name=name,
         )
     return CommandTarget(
         args.server_cmd,
@@ -263,6 +277,8 @@ def make_target(args: argparse.Namespace) -> Target:
         cwd=args.cwd,
         port_from_output=args.port_from_output,
         startup_timeout=args.startup_timeout,
+        flood_off=args.flood_off,
+        flood_control=flood_control_for(profiles),
     )
 
 
@@ -368,10 +384,8 @@ def _explain(args: argparse.Namespace) -> int:
     if args.no_example:
         return EXIT_OK
     # A live example: the test itself, against our own threading backend.
-    target = CommandTarget(
-        backend_command("threading"), port_from_output=True, name="chatproto threading"
-    )
     profile = "core" if "core" in check.profiles else sorted(check.profiles)[0]
+    target = backend_target("threading", profiles=(profile,))
     report = Runner(target, [check], RunOptions(profiles=(profile,))).run()
     print()
     if report.unusable is not None or not report.results:

@@ -32,7 +32,15 @@ from ._outcome import Outcome, Result, RunReport
 from ._registry import PROFILES, Check
 from ._report_text import TextReporter
 from ._runner import Runner, RunOptions
-from ._target import BACKENDS, CommandTarget, RemoteTarget, Target, backend_command, parse_tcp_url
+from ._target import (
+    BACKENDS,
+    CommandTarget,
+    RemoteTarget,
+    Target,
+    backend_target,
+    flood_control_for,
+    parse_tcp_url,
+)
 
 __all__ = ["ChatCheckItem", "ChatSuiteFile"]
 
@@ -47,6 +55,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--chat-server", metavar="tcp://HOST:PORT", help="a server already running")
     group.addoption("--chat-backend", choices=BACKENDS, help="one of chatproto's own backends")
     group.addoption("--chat-cwd", metavar="DIR", help="working directory for --chat-server-cmd")
+    group.addoption(
+        "--chat-flood-off",
+        default="",
+        metavar="ARGS",
+        help="arguments that turn the server's flood control off (see docs/conformance.md)",
+    )
     group.addoption(
         "--chat-profile",
         action="append",
@@ -76,12 +90,15 @@ def _target(config: pytest.Config) -> Target | None:
             return RemoteTarget(*parse_tcp_url(url))
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
+    profiles = _profiles(config)
     if backend:
-        return CommandTarget(backend_command(backend), port_from_output=True, name=backend)
+        return backend_target(backend, profiles=profiles, name=backend)
     return CommandTarget(
         command,
         cwd=config.getoption("--chat-cwd"),
         port_from_output=config.getoption("--chat-port-from-output"),
+        flood_off=config.getoption("--chat-flood-off"),
+        flood_control=flood_control_for(profiles),
     )
 
 
@@ -166,6 +183,7 @@ class ChatCheckItem(pytest.Item):
         if isinstance(got, str):
             pytest.fail(got, pytrace=False)
         self.user_properties.append(("verdict", got.verdict))
+        self.user_properties.extend(got.measurements.items())
         if got.outcome in (Outcome.SKIP, Outcome.NOT_IMPLEMENTED, Outcome.NOT_RUN):
             pytest.skip(f"{got.outcome.value}: {got.reason}")
         if got.outcome is Outcome.XFAIL:

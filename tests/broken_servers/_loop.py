@@ -3,12 +3,13 @@
 Each broken server in this directory subclasses :class:`LoopServer` and
 overrides one hook to add one bug, so that everything else stays correct: the
 conformance suite must flag that bug and nothing else. Run one as
-``python tests/broken_servers/NAME.py PORT``; it prints
-``listening on 127.0.0.1:PORT`` when ready.
+``python tests/broken_servers/NAME.py PORT [--idle-timeout S] [--max-clients N]``;
+it prints ``listening on 127.0.0.1:PORT`` when ready.
 """
 
 from __future__ import annotations
 
+import argparse
 import selectors
 import signal
 import socket
@@ -24,11 +25,8 @@ READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 class LoopServer:
     """The core behind non-blocking sockets; one hook per step a bug can hide in."""
 
-    def __init__(self, port: int) -> None:
-        # No flood control or backpressure: this loop does not obey the core's
-        # reading decisions (the mutants are about other bugs), and the suite
-        # pipelines thousands of lines.
-        self.core = ChatServer(ServerConfig(flood_rate=0.0, backpressure_timeout=0.0))
+    def __init__(self, port: int, *, idle_timeout: float = 60.0, max_clients: int = 10_000) -> None:
+        self.core = ChatServer(self.configure(idle_timeout, max_clients))
         self.listener = socket.create_server(("127.0.0.1", port), backlog=512)
         self.listener.setblocking(False)
         self.sel = selectors.DefaultSelector()
@@ -44,6 +42,18 @@ class LoopServer:
 
     # ------------------------------------------------------------- hooks
 
+    def configure(self, idle_timeout: float, max_clients: int) -> ServerConfig:
+        """The core's limits."""
+        # No flood control or backpressure: this loop does not obey the core's
+        # reading decisions (the mutants are about other bugs), and the suite
+        # pipelines thousands of lines.
+        return ServerConfig(
+            flood_rate=0.0,
+            backpressure_timeout=0.0,
+            idle_timeout=idle_timeout,
+            max_clients=max_clients,
+        )
+
     def feed(self, conn: ConnId, data: bytes) -> None:
         """Bytes arrived on ``conn``."""
         self.core.receive_data(conn, data, time.monotonic())
@@ -55,6 +65,12 @@ class LoopServer:
     def write(self, conn: ConnId, data: bytes) -> None:
         """Queue ``data`` for ``conn``; :meth:`flush` sends it when the socket can take it."""
         self.unsent[conn] = self.unsent.get(conn, b"") + data
+
+    def drain_ready(self) -> None:
+        """Hand on the output the core has for each connection (once per loop iteration)."""
+        for conn in self.core.take_ready():
+            if conn in self.socks:
+                self.flush(conn)
 
     def after_iteration(self) -> None:
         """Called once per loop iteration, after all output was handed on."""
@@ -95,9 +111,7 @@ class LoopServer:
             deadline = self.core.next_deadline()
             if deadline is not None and deadline <= now:
                 self.core.handle_timeout(now)
-            for conn in self.core.take_ready():
-                if conn in self.socks:
-                    self.flush(conn)
+            self.drain_ready()
             self.after_iteration()
 
     def accept(self) -> None:
@@ -167,9 +181,14 @@ class LoopServer:
         self.core.connection_lost(conn, time.monotonic())
 
 
-def main(cls: type[LoopServer]) -> None:
-    """Run ``cls`` on the port given as the first argument."""
-    cls(int(sys.argv[1])).run()
+def main(cls: type[LoopServer], argv: list[str] | None = None) -> None:
+    """Run ``cls`` with the port (and limits) given on the command line (or ``argv``)."""
+    parser = argparse.ArgumentParser(prog=cls.__name__)
+    parser.add_argument("port", type=int)
+    parser.add_argument("--idle-timeout", type=float, default=60.0)
+    parser.add_argument("--max-clients", type=int, default=10_000)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    cls(args.port, idle_timeout=args.idle_timeout, max_clients=args.max_clients).run()
 
 
 if __name__ == "__main__":

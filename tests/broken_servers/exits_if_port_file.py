@@ -24,4 +24,4 @@ if marker == "always" or not Path(marker).exists():
         Path(marker).write_text("started once\n")
     print(f"Error: listen EADDRINUSE: address already in use 127.0.0.1:{sys.argv[1]}", flush=True)
     sys.exit(0)
-main(LoopServer)
+main(LoopServer, [sys.argv[1]])

@@ -21,8 +21,8 @@ from chatproto import ConnId
 
 
 class NeverFreesName(LoopServer):
-    def __init__(self, port: int) -> None:
-        super().__init__(port)
+    def __init__(self, port: int, *, idle_timeout: float = 60.0, max_clients: int = 10_000) -> None:
+        super().__init__(port, idle_timeout=idle_timeout, max_clients=max_clients)
         self.ghosts: set[ConnId] = set()
 
     def peer_closed(self, conn: ConnId) -> None:

@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (imported to register their tests)
     framing,
     idle,
     limits,
+    load,
     login,
     msg,
     ping,

@@ -21,11 +21,14 @@ FLOOD_TEXT = 3000
 FLOOD_BATCH = 40
 
 
-def _flood_past_slow_reader(t: TestContext, total: int, *, until_dropped: bool) -> bool:
+def _flood_past_slow_reader(
+    t: TestContext, total: int, *, until_dropped: bool
+) -> tuple[bool, Conn]:
     """a floods MSGs while ``slow`` reads nothing and c reads everything.
 
     Returns whether the server dropped the slow reader (c saw its leave
-    notice). Fails if c stops receiving: the slow reader stalled the server.
+    notice), and the slow reader's connection. Fails if c stops receiving:
+    the slow reader stalled the server.
     """
     a, c = t.users("a", "c")
     slow = t.connect("slow", rcvbuf=4096).login()
@@ -83,7 +86,7 @@ def _flood_past_slow_reader(t: TestContext, total: int, *, until_dropped: bool) 
         ):
             t.fail(f"a: unexpected line {event.raw[:80]!r}", got=event.raw[:80])
     a.wire.verbose = c.wire.verbose = True
-    return dropped
+    return dropped, slow
 
 
 @check(
@@ -110,14 +113,35 @@ def slow_reader(t: TestContext) -> None:
 def slow_consumer_dropped(t: TestContext) -> None:
     """A client that never reads is dropped past max_outbound_bytes of backlog; others are told.
 
-    a floods MSGs (up to 24 MB) until c sees ``slow``'s leave notice.
+    a floods MSGs (up to 24 MB) until c sees ``slow``'s leave notice. Under
+    the strict profile slow's stream is then read to its end: it must be
+    closed, and its last line must be ``INFO slow-consumer`` (§12.3: a
+    dropped client is told why). The load profile's LOD-53 checks the cut-off
+    for any server, with or without that line.
     """
-    dropped = _flood_past_slow_reader(t, 24_000_000, until_dropped=True)
+    dropped, slow = _flood_past_slow_reader(t, 24_000_000, until_dropped=True)
     t.require(
         dropped,
         "the slow reader was never dropped",
         expected="INFO slow... disconnected",
         got="(nothing)",
+    )
+    if not t.settings.strict:
+        return
+    lines, closed = slow.drain(t.settings.line_timeout)
+    last = lines[-1] if lines else "(nothing)"
+    t.require(
+        closed,
+        f"slow was announced as gone but its connection stayed open (last line {last[:60]!r})",
+        expected="slow's connection closed",
+        got="(still open)",
+    )
+    t.require(
+        last == "INFO slow-consumer",
+        f"slow was dropped without being told why: its last line was {last[:80]!r}",
+        expected="INFO slow-consumer (the last line, §12.3)",
+        got=last[:80],
+        cause="a slow consumer is not told why it is disconnected (INFO slow-consumer)",
     )
 
 

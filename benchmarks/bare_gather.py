@@ -5,7 +5,8 @@ The limit of what a Python event-loop server can do with this protocol: like
 line is appended to each recipient's pending list, and once per loop iteration
 (a ``call_soon`` callback, scheduled by the first line queued) every recipient
 gets one ``transport.write`` of everything pending for it. That is the batching
-chatproto's core does (STYLE.md point 4) with none of its checks, so the ratio
+chatproto's core does (one write per recipient per loop iteration,
+docs/architecture.md) with none of its checks, so the ratio
 "chatproto-serve --uvloop / bare_gather" is the cost of those checks and of the
 adapter.
 

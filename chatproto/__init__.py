@@ -83,7 +83,7 @@ def __getattr__(name: str) -> str:
 
     The version is written once, in pyproject.toml; the metadata is its
     installed copy. Read lazily, because :mod:`importlib.metadata` imports
-    sockets and clocks that the core must not load (tests/test_core_purity.py).
+    sockets and clocks that the core must not load (tests/core/test_purity.py).
     """
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 - lazy, above

@@ -46,7 +46,7 @@ from ._room import Room
 __all__ = ["Routing"]
 
 _OPEN, _NOW = CloseMode.OPEN, CloseMode.NOW
-_BACKPRESSURE = PauseCause.BACKPRESSURE
+_BACKPRESSURE, _CLAIM = PauseCause.BACKPRESSURE, PauseCause.CLAIM
 # The kinds, as locals of this module: compared once per line with "is".
 _MSG, _PING, _BAD, _LOGIN, _DM, _WHO, _HELP = (
     Kind.MSG,
@@ -112,9 +112,13 @@ class Routing(FlowControl):
             elif kind is _DM:
                 self._on_direct(c, *arg)
             elif kind is _LOGIN:
-                self._on_login(c, arg)
+                if self._on_login(c, arg):
+                    # Decided elsewhere (a cluster's claim): the rest waits.
+                    c.tokens = tokens - done
+                    self._hold(c, lines[done:], _CLAIM)
+                    return
             elif kind is _WHO:
-                self._queue(c, b"".join(m.user.user for m in self._room.members() if m.user))
+                self._on_who(c)
             elif kind is _HELP:
                 self._queue(c, HELP_LINE)
             else:  # QUIT: the session is closed; nothing after it runs
@@ -142,11 +146,12 @@ class Routing(FlowControl):
         if done < count:  # the budget ran out: the rest runs as tokens come
             self._hold_for_tokens(c, lines[done:], now)
 
-    def _on_login(self, c: Connection, name: str) -> None:
+    def _on_login(self, c: Connection, name: str) -> bool:
+        """Claim ``name`` for ``c``; ``True`` if the answer comes later (its input waits)."""
         if not self._room.claim(name, c):
             self._queue(c, ERROR_LINES[ErrorCode.USERNAME_TAKEN])
             self._events.append(CommandRejected(c.id, ErrorCode.USERNAME_TAKEN))
-            return
+            return False
         c.session.login_accepted(name)
         c.user = user = UserLines.of(name)
         c.msg_prefix = user.msg_prefix
@@ -154,6 +159,10 @@ class Routing(FlowControl):
         self._queue(c, OK_LINE)
         self._broadcast(user.joined, c)
         self._events.append(UserLoggedIn(c.id, name))
+        return False
+
+    def _on_who(self, c: Connection) -> None:
+        self._queue(c, b"".join(m.user.user for m in self._room.members() if m.user))
 
     def _on_direct(self, c: Connection, recipient: str, text: str) -> None:
         found = self._room.lookup(recipient)

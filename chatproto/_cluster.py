@@ -348,7 +348,8 @@ class ClusterServer(ChatServer):
         self._generation += 1
         if bus.mode is _OPEN:
             ChatServer._begin_close(self, bus, CloseReason.CONNECTION_LOST, now, "abort")
-        self._events.append(ClusterLinkChanged(bus.id, "down", detail))
+        state = "closed" if self._shutting_down else "down"
+        self._events.append(ClusterLinkChanged(bus.id, state, detail))
         if not self._shutting_down:
             self._ctimer(now + self._retry, _Timer.DIAL, str(self._generation))
             self._retry = min(self._cluster.retry_last, self._retry * 2)
@@ -362,7 +363,10 @@ class ClusterServer(ChatServer):
             return
         out = bus.out
         if not out:
-            self._ready.append(bus.id)
+            # First in line: Redis gets a line before any client gets a reply
+            # sent after it (a PONG), so the line is on its way to the other
+            # nodes before the client can react to that reply.
+            self._ready.insert(0, bus.id)
         out.append(data)
         bus.queued += len(data)
         if expect is not None:

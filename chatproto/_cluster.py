@@ -99,6 +99,7 @@ class _Timer(IntEnum):
     TICK = 1
     CLAIM = 2
     REGISTER = 3
+    LEAVE = 4
 
 
 _SYNCED, _REGISTERING, _DOWN, _DIALING = (
@@ -220,7 +221,7 @@ class ClusterServer(ChatServer):
     def bus_received(self, conn: ConnId, items: list[BusItem], now: float) -> list[ServerEvent]:
         """What the edge parsed from Redis on ``conn``: pushes and replies, in order."""
         bus = self._bus
-        if bus is None or bus.id != conn or bus.mode is not _OPEN:
+        if bus is None or bus.id != conn or bus.mode is not _OPEN or self._shutting_down:
             return []
         self._now = now
         for item in items:
@@ -256,23 +257,52 @@ class ClusterServer(ChatServer):
         return [e for e in events if not (type(e) is ConnectionClosed and e.conn == conn)]
 
     def shutdown(self, now: float) -> list[ServerEvent]:
-        """As :meth:`ChatServer.shutdown`; remote users are told this node's users left."""
+        """As :meth:`ChatServer.shutdown`, with every user of the cluster in the notices.
+
+        Each local user gets ``INFO server-shutdown``, then ``INFO <name>
+        disconnected`` for every other user of the cluster (in login order):
+        for it, they are all gone (§12.5). The other nodes hear that this
+        node's users left ``leave_delay`` later (§17.6).
+        """
         if self._shutting_down:
             return []
         self._leaving = True
         bus = self._bus
         if bus is not None:
             del self._conns[bus.id]  # not a client: it gets no INFO server-shutdown
+        members = list(self._presence)
+        local = {token: c for token, c in self._tokens.items() if c.mode is _OPEN}
+        self._room.clear()  # the notices are the cluster's, below
         events = super().shutdown(now)
+        block = memoryview(b"".join(m.lines.disconnected for m in members))
+        offset = 0
+        for m in members:
+            size = len(m.lines.disconnected)
+            c = local.pop(m.token, None)
+            if c is not None and c.mode is not CloseMode.NOW:
+                if offset:
+                    self._queue(c, block[:offset])
+                if offset + size < len(block):
+                    self._queue(c, block[offset + size :])
+            offset += size
+        for c in local.values():  # a user this node has not seen joined yet
+            if block and c.mode is not CloseMode.NOW:
+                self._queue(c, block)
         if bus is not None:
             self._conns[bus.id] = bus
             if self._link is _SYNCED:
-                self._send(self._run_script(SCRIPTS.leave, self._cluster.incarnation), _IGNORE)
-                ChatServer._begin_close(self, bus, CloseReason.SHUTDOWN, now, announce=False)
+                self._ctimer(now + self._cluster.leave_delay, _Timer.LEAVE, "")
             else:
                 ChatServer._begin_close(self, bus, CloseReason.SHUTDOWN, now, "abort")
         self._dials.clear()
         return events + self._finish(now)
+
+    def _leave(self, now: float) -> None:
+        """Shutting down: this node's users leave the cluster, then the link closes."""
+        bus = self._bus
+        if bus is not None and bus.mode is _OPEN:
+            self._send(self._run_script(SCRIPTS.leave, self._cluster.incarnation), _IGNORE)
+            ChatServer._begin_close(self, bus, CloseReason.SHUTDOWN, now, announce=False)
 
     # --------------------------------------------------------------- timers
 
@@ -296,6 +326,8 @@ class ClusterServer(ChatServer):
             _, _, kind, arg = heapq.heappop(ctimers)
             if kind is _Timer.CLAIM:
                 self._claim_expired(arg, now)
+            elif kind is _Timer.LEAVE:
+                self._leave(now)
             elif arg == str(self._generation) and not self._shutting_down:
                 if kind is _Timer.DIAL:
                     self._dial(now)

@@ -55,6 +55,11 @@ class ClusterConfig:
     #: Reconnecting backs off from the first delay, doubling, to the last.
     retry_first: float = 0.1
     retry_last: float = 2.0
+    #: A node shutting down tells its own users first; the other nodes hear
+    #: that its users left this much later. When the whole cluster stops at
+    #: once, every user thus gets INFO server-shutdown before any notice from
+    #: another node (docs/protocol.md §17.6).
+    leave_delay: float = 0.25
     #: Bytes waiting for Redis past which the link is dropped (Redis stopped
     #: reading): at 16 MiB, about 100,000 queued lines, seconds of a busy room.
     max_bus_bytes: int = 16 * 1024 * 1024

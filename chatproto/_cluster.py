@@ -100,6 +100,7 @@ class _Timer(IntEnum):
     CLAIM = 2
     REGISTER = 3
     LEAVE = 4
+    RESYNC = 5
 
 
 _SYNCED, _REGISTERING, _DOWN, _DIALING = (
@@ -164,6 +165,8 @@ class ClusterServer(ChatServer):
         self._token_of: dict[ConnId, str] = {}
         self._serial = 0
         self._leaving = False
+        #: The next registration keeps users of nodes not registered (yet).
+        self._grace = False
         #: Lines held by a claim wait on this connection, which is never
         #: released: the flow-control timers leave them alone.
         self._nobody = Connection(ConnId(0), ServerSession(), 0.0, 0.0)
@@ -202,6 +205,7 @@ class ClusterServer(ChatServer):
         self._now = now
         self._link = _REGISTERING
         self._progress = now
+        self._grace = True
         cfg = self._cluster
         self._send(command("HELLO", 3), _IGNORE)
         if cfg.db:
@@ -333,6 +337,8 @@ class ClusterServer(ChatServer):
                     self._dial(now)
                 elif kind is _Timer.TICK:
                     self._tick(now)
+                elif kind is _Timer.RESYNC:
+                    self._lease_lost(now, "users of nodes not back after two leases are gone")
                 elif self._link is _REGISTERING:  # _Timer.REGISTER
                     self._register()
             if self._decided:
@@ -444,10 +450,10 @@ class ClusterServer(ChatServer):
             self._heartbeat_out = False
             if item != 1:
                 self._lease_lost(now, "this node's lease ran out: registering again")
-        elif isinstance(item, list) and item and item[0] == 1 and len(item) == 3:
-            lost, flat = item[1], item[2]
-            assert isinstance(lost, list) and isinstance(flat, list)
-            self._registered([_text(t) for t in lost], flat, now)
+        elif isinstance(item, list) and item and item[0] == 1 and len(item) == 4:
+            lost, flat, nodes = item[1], item[2], item[3]
+            assert isinstance(lost, list) and isinstance(flat, list) and isinstance(nodes, list)
+            self._registered([_text(t) for t in lost], flat, {_text(n) for n in nodes}, now)
         else:
             # Another live process uses this node id: wait for its lease.
             self._events.append(
@@ -455,8 +461,16 @@ class ClusterServer(ChatServer):
             )
             self._ctimer(now + self._cluster.lease / 3, _Timer.REGISTER, str(self._generation))
 
-    def _registered(self, lost: list[str], flat: list[object], now: float) -> None:
-        """Redis holds this node's users now: settle conflicts, take the snapshot."""
+    def _registered(
+        self, lost: list[str], flat: list[object], nodes: set[str], now: float
+    ) -> None:
+        """Redis holds this node's users now: settle conflicts, take the snapshot.
+
+        Right after a reconnect, users of nodes that have not registered again
+        yet (Redis restarted, and they are reconnecting too) stay for two
+        leases before they count as gone: no notices for them unless their
+        node does not come back.
+        """
         self._link = _SYNCED
         self._retry = self._cluster.retry_first
         for token in lost:
@@ -473,7 +487,19 @@ class ClusterServer(ChatServer):
         for i in range(0, len(flat) - 1, 2):
             seq, token, name = _text(flat[i + 1]).split(" ")
             entries.append((int(seq), token, name))
-        self._apply(self._presence.replace(entries), now)
+        keep: list[Member] = []
+        if self._grace:
+            self._grace = False
+            named = {name.lower() for _, _, name in entries}
+            keep = [
+                m
+                for m in self._presence
+                if m.node not in nodes and m.node != self._node and m.name.lower() not in named
+            ]
+            if keep:
+                due = now + 2 * self._cluster.lease
+                self._ctimer(due, _Timer.RESYNC, str(self._generation))
+        self._apply(self._presence.replace(entries, keep), now)
         self._events.append(ClusterLinkChanged(self._bus_id(), "synced", f"{len(entries)} users"))
         # Claims made after the registration was sent (it carried the others).
         unsent, self._unsent = self._unsent, []

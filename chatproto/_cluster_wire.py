@@ -149,7 +149,8 @@ return 1
 #: user the node has and every claim it waits for. Register (again) and make
 #: Redis hold exactly these users for the node: release the others, claim
 #: the missing ones. Returns {0} if another live process has the node id,
-#: else {1, lost tokens (taken by someone else meanwhile), HGETALL users}.
+#: else {1, lost tokens (taken by someone else meanwhile), HGETALL users,
+#: HKEYS nodes}.
 _REGISTER: Final = """
 local node, inc, lease = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
@@ -185,7 +186,7 @@ for i = 5, #ARGV, 2 do
     redis.call('SADD', set, string.lower(name))
   end
 end
-return {1, lost, redis.call('HGETALL', USERS)}
+return {1, lost, redis.call('HGETALL', USERS), redis.call('HKEYS', NODES)}
 """
 
 #: ARGV: prefix, node, incarnation, lease ms, token, name. The login seq, 0

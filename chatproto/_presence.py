@@ -72,6 +72,11 @@ class Presence:
         key = name.lower()
         current = self._members.get(key)
         if current is not None and current.token == token:
+            if current.seq != seq:
+                # Claimed again (Redis restarted): its place in login order
+                # is the new claim's, as on every node; no notice.
+                del self._members[key]
+                self._members[key] = Member(token, name, seq, current.lines)
             return []
         changes = []
         if current is not None:
@@ -91,8 +96,14 @@ class Presence:
         del self._members[key]
         return Change(current, joined=False)
 
-    def replace(self, entries: Iterable[tuple[int, str, str]]) -> list[Change]:
-        """Become ``(seq, token, name)`` entries (a snapshot): leaves first, then joins in order."""
+    def replace(
+        self, entries: Iterable[tuple[int, str, str]], keep: Iterable[Member] = ()
+    ) -> list[Change]:
+        """Become ``(seq, token, name)`` entries (a snapshot): leaves first, then joins in order.
+
+        ``keep``: members to keep although the snapshot lacks them (after
+        the snapshot's, in their order).
+        """
         fresh: dict[str, Member] = {}
         for seq, token, name in sorted(entries):
             current = self._members.get(name.lower())
@@ -100,6 +111,8 @@ class Presence:
                 fresh[name.lower()] = Member(token, name, seq, current.lines)
             else:
                 fresh[name.lower()] = Member(token, name, seq, UserLines.of(name))
+        for m in keep:
+            fresh.setdefault(m.name.lower(), m)
         changes = [
             Change(m, joined=False)
             for key, m in self._members.items()

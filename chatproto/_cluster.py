@@ -165,6 +165,8 @@ class ClusterServer(ChatServer):
         self._token_of: dict[ConnId, str] = {}
         self._serial = 0
         self._leaving = False
+        #: Logins accepted during the registration in flight.
+        self._fresh: set[ConnId] = set()
         #: The next registration keeps users of nodes not registered (yet).
         self._grace = False
         #: Lines held by a claim wait on this connection, which is never
@@ -427,6 +429,7 @@ class ClusterServer(ChatServer):
         for token, (_, name) in self._claims.items():
             pairs += (token, name)
         self._unsent.clear()
+        self._fresh.clear()
         self._send(
             self._run_script(SCRIPTS.register, self._cluster.incarnation, self._lease_ms, *pairs),
             (_Reply.REGISTER, ""),
@@ -461,9 +464,7 @@ class ClusterServer(ChatServer):
             )
             self._ctimer(now + self._cluster.lease / 3, _Timer.REGISTER, str(self._generation))
 
-    def _registered(
-        self, lost: list[str], flat: list[object], nodes: set[str], now: float
-    ) -> None:
+    def _registered(self, lost: list[str], flat: list[object], nodes: set[str], now: float) -> None:
         """Redis holds this node's users now: settle conflicts, take the snapshot.
 
         Right after a reconnect, users of nodes that have not registered again
@@ -499,7 +500,7 @@ class ClusterServer(ChatServer):
             if keep:
                 due = now + 2 * self._cluster.lease
                 self._ctimer(due, _Timer.RESYNC, str(self._generation))
-        self._apply(self._presence.replace(entries, keep), now)
+        self._apply(self._presence.replace(entries, keep), now, snapshot=True)
         self._events.append(ClusterLinkChanged(self._bus_id(), "synced", f"{len(entries)} users"))
         # Claims made after the registration was sent (it carried the others).
         unsent, self._unsent = self._unsent, []
@@ -545,8 +546,13 @@ class ClusterServer(ChatServer):
                 # Released by someone else while still here: reaped.
                 self._lease_lost(now, "this node was reaped: registering again")
 
-    def _apply(self, changes: list[Change], now: float) -> None:
-        """Replica changes become notices to local users (and accepted logins)."""
+    def _apply(self, changes: list[Change], now: float, *, snapshot: bool = False) -> None:
+        """Replica changes become notices to local users (and accepted logins).
+
+        A join found in a snapshot is not told to the local users whose own
+        login this registration decided: they came after it, and find it in
+        WHO.
+        """
         for change in changes:
             m = change.member
             if change.joined:
@@ -554,8 +560,13 @@ class ClusterServer(ChatServer):
                 if claim is not None:
                     self._accept(claim[0], m)
             local = self._tokens.get(m.token, self._nobody)
-            line = m.lines.joined if change.joined else m.lines.disconnected
-            ChatServer._broadcast(self, line, local)
+            if not (snapshot and change.joined):
+                line = m.lines.joined if change.joined else m.lines.disconnected
+                ChatServer._broadcast(self, line, local)
+                continue
+            for c in self._room.members():
+                if c is not local and c.id not in self._fresh:
+                    self._queue(c, m.lines.joined)
 
     def _orphan(self, token: str) -> None:
         """A claim of this node that no local user holds (its LOGIN gave up): free it."""
@@ -605,6 +616,8 @@ class ClusterServer(ChatServer):
         c.dm_prefix = m.lines.dm_prefix
         self._room.claim(m.name, c)
         self._tokens[m.token] = c
+        if self._link is _REGISTERING:
+            self._fresh.add(c.id)
         self._queue(c, OK_LINE)
         self._events.append(UserLoggedIn(c.id, m.name))
         self._decided.append(c)

@@ -7,6 +7,9 @@ cluster_model.py). The property test at the end plays random ones.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from chatproto import ClusterConfig, ConnId, LinkState, PauseCause
@@ -331,3 +334,13 @@ def test_cluster_config_reads_redis_urls() -> None:
             ClusterConfig.from_url(bad, node_id="n", incarnation="i")
     with pytest.raises(ValueError):
         ClusterConfig(node_id="a/b", incarnation="i")
+
+
+def test_single_node_servers_import_nothing_of_the_cluster_edge() -> None:
+    code = (
+        "import sys\n"
+        "from chatproto.adapters.threading import ThreadingServer\n"
+        "ThreadingServer()\n"
+        "assert 'hiredis' not in sys.modules and 'chatproto.adapters._bus' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -9,7 +9,11 @@ that must come), with deadlines; nothing sleeps to synchronise.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +169,31 @@ def test_a_cut_link_loses_the_users_and_a_name_claimed_meanwhile() -> None:
             assert watcher.sync() == []
         finally:
             proxy.close()
+
+
+def test_the_example_starts_a_cluster_with_one_command() -> None:
+    script = Path(__file__).resolve().parents[1] / "examples" / "cluster" / "run_cluster.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--redis-port", "0", "--base-port", "0", "--lease", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ports = []
+        while (line := proc.stdout.readline()) and "ready" not in line:
+            if "listening on" in line:
+                ports.append(int(line.split("listening on ")[1].split()[0].rsplit(":", 1)[1]))
+        assert len(ports) == 3, ports
+        ann = Client(ports[0]).login("ann")
+        bob = Client(ports[2]).login("bob")
+        ann.expect("INFO bob joined")
+        bob.send(b"MSG across\n")
+        ann.expect("MSG bob across")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+        assert "cluster stopped" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

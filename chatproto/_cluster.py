@@ -247,7 +247,7 @@ class ClusterServer(ChatServer):
         if conn in self._bus_ids:
             self._now = now
             if self._bus is not None and self._bus.id == conn:
-                self._drop_link(now, "Redis closed the connection")
+                self._drop_link(now, "redis-closed")
             return self._finish(now)
         return super().receive_eof(conn, now)
 
@@ -256,7 +256,7 @@ class ClusterServer(ChatServer):
             return super().connection_lost(conn, now)
         if self._bus is not None and self._bus.id == conn:
             self._now = now
-            detail = "could not connect" if self._link is _DIALING else "connection lost"
+            detail = "cannot-connect" if self._link is _DIALING else "connection-lost"
             self._drop_link(now, detail)
         events = super().connection_lost(conn, now)
         self._bus_ids.discard(conn)
@@ -340,7 +340,7 @@ class ClusterServer(ChatServer):
                 elif kind is _Timer.TICK:
                     self._tick(now)
                 elif kind is _Timer.RESYNC:
-                    self._lease_lost(now, "users of nodes not back after two leases are gone")
+                    self._lease_lost(now, "resync")
                 elif self._link is _REGISTERING:  # _Timer.REGISTER
                     self._register()
             if self._decided:
@@ -366,7 +366,7 @@ class ClusterServer(ChatServer):
         """Every third of a lease while connected: is Redis answering? renew the lease."""
         cfg = self._cluster
         if self._expect and now - self._progress > cfg.link_timeout:
-            self._drop_link(now, f"Redis did not answer for {cfg.link_timeout:g} s")
+            self._drop_link(now, f"no-answer-for-{cfg.link_timeout:g}s")
             return
         if self._link is _SYNCED and not self._heartbeat_out:
             self._heartbeat_out = True
@@ -414,7 +414,7 @@ class ClusterServer(ChatServer):
                 self._progress = self._now  # the link timeout runs from the first unanswered
             self._expect.append(expect)
         if bus.queued > self._cluster.max_bus_bytes:
-            self._drop_link(self._now, "Redis does not read what it is sent")
+            self._drop_link(self._now, "redis-not-reading")
 
     def _run_script(self, script: Script, *args: str | int) -> bytes:
         return command("EVALSHA", script.sha, 0, self._cluster.prefix, self._node, *args)
@@ -439,12 +439,12 @@ class ClusterServer(ChatServer):
 
     def _on_reply(self, item: BusItem, now: float) -> None:
         if not self._expect:
-            self._drop_link(now, "Redis sent a reply to nothing")
+            self._drop_link(now, "reply-to-nothing")
             return
         kind, arg = self._expect.popleft()
         self._progress = now
         if isinstance(item, BusError):
-            self._drop_link(now, f"Redis: {item.message}")
+            self._drop_link(now, "redis-error-" + (item.message.split() or ["?"])[0])
         elif kind is _Reply.IGNORE:
             return
         elif kind is _Reply.CLAIM:
@@ -452,16 +452,14 @@ class ClusterServer(ChatServer):
         elif kind is _Reply.HEARTBEAT:
             self._heartbeat_out = False
             if item != 1:
-                self._lease_lost(now, "this node's lease ran out: registering again")
+                self._lease_lost(now, "lease-lost")
         elif isinstance(item, list) and item and item[0] == 1 and len(item) == 4:
             lost, flat, nodes = item[1], item[2], item[3]
             assert isinstance(lost, list) and isinstance(flat, list) and isinstance(nodes, list)
             self._registered([_text(t) for t in lost], flat, {_text(n) for n in nodes}, now)
         else:
             # Another live process uses this node id: wait for its lease.
-            self._events.append(
-                ClusterLinkChanged(self._bus_id(), "waiting", f"node id {self._node} in use")
-            )
+            self._events.append(ClusterLinkChanged(self._bus_id(), "waiting", "node-id-in-use"))
             self._ctimer(now + self._cluster.lease / 3, _Timer.REGISTER, str(self._generation))
 
     def _registered(self, lost: list[str], flat: list[object], nodes: set[str], now: float) -> None:
@@ -501,7 +499,7 @@ class ClusterServer(ChatServer):
                 due = now + 2 * self._cluster.lease
                 self._ctimer(due, _Timer.RESYNC, str(self._generation))
         self._apply(self._presence.replace(entries, keep), now, snapshot=True)
-        self._events.append(ClusterLinkChanged(self._bus_id(), "synced", f"{len(entries)} users"))
+        self._events.append(ClusterLinkChanged(self._bus_id(), "synced", f"users-{len(entries)}"))
         # Claims made after the registration was sent (it carried the others).
         unsent, self._unsent = self._unsent, []
         for token in unsent:
@@ -544,7 +542,7 @@ class ClusterServer(ChatServer):
                 self._apply([change], now)
             if token in self._tokens:
                 # Released by someone else while still here: reaped.
-                self._lease_lost(now, "this node was reaped: registering again")
+                self._lease_lost(now, "reaped")
 
     def _apply(self, changes: list[Change], now: float, *, snapshot: bool = False) -> None:
         """Replica changes become notices to local users (and accepted logins).
@@ -591,7 +589,7 @@ class ClusterServer(ChatServer):
             if claim is not None:
                 self._refuse_claim(claim[0], ErrorCode.USERNAME_TAKEN)
         elif item == -1:
-            self._lease_lost(now, "this node's registration is gone: registering again")
+            self._lease_lost(now, "not-registered")
         # A login seq: the claim's join message accepts it (it may have already).
 
     def _claim_expired(self, token: str, now: float) -> None:

@@ -184,7 +184,7 @@ class ClusterLinkChanged:
     """Cluster mode: the node's link to Redis changed (``state``: down, up, synced...).
 
     ``conn`` is the id of the Redis connection concerned (never a client's);
-    ``detail`` says why, in words for a log.
+    ``detail`` says why or with what, in one word (a log's ``key=value``).
     """
 
     conn: ConnId

@@ -170,7 +170,7 @@ class LoggingObserver:
                 log.debug("dm conn=%d user=%s to=%s", event.conn, event.sender, event.recipient)
             elif isinstance(event, ClusterLinkChanged):
                 level = logging.WARNING if event.state in ("down", "waiting") else logging.INFO
-                log.log(level, "cluster %s %s", event.state, event.detail)
+                log.log(level, "cluster-link state=%s detail=%s", event.state, event.detail)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -276,12 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cluster",
         metavar="redis://HOST:PORT/DB",
-        help="be one node of a cluster whose users meet through this Redis (docs/cluster.md)",
+        help="be one node of a cluster whose users meet through this Redis (docs/cluster.md); "
+        "default: none, a server alone",
     )
     p.add_argument(
         "--node-id",
         metavar="ID",
-        help="this node's name in the cluster (default: host name and process id)",
+        help="this node's name in the cluster, with --cluster (default: host name and process id)",
     )
     p.add_argument(
         "--lease",

@@ -51,7 +51,7 @@ from ._replies import ERROR_LINES, NAME_LOST_LINE, OK_LINE
 from ._server import ChatServer
 from ._server_session import ServerSession
 
-__all__ = ["BusDial", "ClusterServer", "LinkState"]
+__all__ = ["LINK_TRANSITIONS", "BusDial", "ClusterServer", "LinkState"]
 
 _OPEN = CloseMode.OPEN
 
@@ -83,6 +83,20 @@ class LinkState(Enum):
     REGISTERING = "registering"
     #: Registered, subscribed, presence in step: claims and publishing run.
     SYNCED = "synced"
+
+
+#: (link state, trigger) -> next state. Rules: a link is dialled only when
+#: down; a connection registers before anything else; only a registered
+#: (synced) node claims and publishes; a synced node that finds its lease or
+#: registration gone registers again on the same connection; any failure
+#: drops the link, from any state. Nothing else changes the state.
+LINK_TRANSITIONS: Final[dict[tuple[LinkState, str], LinkState]] = {
+    (LinkState.DOWN, "dial"): LinkState.DIALING,
+    (LinkState.DIALING, "connected"): LinkState.REGISTERING,
+    (LinkState.REGISTERING, "registered"): LinkState.SYNCED,
+    (LinkState.SYNCED, "lease-lost"): LinkState.REGISTERING,
+    **{(state, "drop"): LinkState.DOWN for state in LinkState},
+}
 
 
 class _Reply(IntEnum):
@@ -205,7 +219,7 @@ class ClusterServer(ChatServer):
         if bus is None or bus.id != conn or self._link is not _DIALING:
             return []
         self._now = now
-        self._link = _REGISTERING
+        self._move("connected")
         self._progress = now
         self._grace = True
         cfg = self._cluster
@@ -347,6 +361,10 @@ class ClusterServer(ChatServer):
                 self._resume_decided(now)
         return super().handle_timeout(now)
 
+    def _move(self, trigger: str) -> None:
+        """Change the link's state as :data:`LINK_TRANSITIONS` says (nothing else does)."""
+        self._link = LINK_TRANSITIONS[(self._link, trigger)]
+
     def _ctimer(self, due: float, kind: _Timer, arg: str) -> None:
         self._ctimer_seq += 1
         heapq.heappush(self._ctimers, (due, self._ctimer_seq, kind, arg))
@@ -358,7 +376,7 @@ class ClusterServer(ChatServer):
         self._next_id += 1
         self._bus = self._conns[conn] = Connection(conn, ServerSession(), now, 0.0)
         self._bus_ids.add(conn)
-        self._link = _DIALING
+        self._move("dial")
         cfg = self._cluster
         self._dials.append(BusDial(conn, cfg.host, cfg.port, cfg.connect_timeout))
 
@@ -382,7 +400,7 @@ class ClusterServer(ChatServer):
         if bus is None:
             return
         self._bus = None
-        self._link = _DOWN
+        self._move("drop")
         self._expect.clear()
         self._heartbeat_out = False
         self._generation += 1
@@ -470,7 +488,7 @@ class ClusterServer(ChatServer):
         leases before they count as gone: no notices for them unless their
         node does not come back.
         """
-        self._link = _SYNCED
+        self._move("registered")
         self._retry = self._cluster.retry_first
         for token in lost:
             claim = self._claims.pop(token, None)
@@ -508,7 +526,7 @@ class ClusterServer(ChatServer):
 
     def _lease_lost(self, now: float, detail: str) -> None:
         if self._link is _SYNCED:
-            self._link = _REGISTERING
+            self._move("lease-lost")
             self._events.append(ClusterLinkChanged(self._bus_id(), "registering", detail))
             self._register()
 

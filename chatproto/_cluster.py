@@ -106,6 +106,7 @@ class _Reply(IntEnum):
     REGISTER = 1
     HEARTBEAT = 2
     CLAIM = 3
+    BARRIER = 4
 
 
 class _Timer(IntEnum):
@@ -115,6 +116,7 @@ class _Timer(IntEnum):
     REGISTER = 3
     LEAVE = 4
     RESYNC = 5
+    BARRIER = 6
 
 
 _SYNCED, _REGISTERING, _DOWN, _DIALING = (
@@ -186,6 +188,11 @@ class ClusterServer(ChatServer):
         #: Lines held by a claim wait on this connection, which is never
         #: released: the flow-control timers leave them alone.
         self._nobody = Connection(ConnId(0), ServerSession(), 0.0, 0.0)
+        #: The barrier each connection waits for (see _ping_barrier).
+        self._barriers: dict[ConnId, str] = {}
+        #: The connection whose held lines are running after a decision (a
+        #: barrier it passed covers them all).
+        self._passing: Connection | None = None
         #: Connections whose claim was decided, to resume once the bus item is done.
         self._decided: list[Connection] = []
         self._ctimer(-math.inf, _Timer.DIAL, "0")
@@ -327,6 +334,9 @@ class ClusterServer(ChatServer):
     # --------------------------------------------------------------- timers
 
     def next_deadline(self) -> float | None:
+        if self._decided:  # decided outside a feeding call (a dropped link): run at once
+            self._announced = self._now
+            return self._now
         base = super().next_deadline()
         ctimers = self._ctimers
         if ctimers and (base is None or ctimers[0][0] < base):
@@ -335,12 +345,16 @@ class ClusterServer(ChatServer):
         return base
 
     def deadline_moved(self) -> bool:
+        if self._decided:
+            return self._now < self._announced
         if super().deadline_moved():
             return True
         return bool(self._ctimers) and self._ctimers[0][0] < self._announced
 
     def handle_timeout(self, now: float) -> list[ServerEvent]:
         self._now = now
+        if self._decided:
+            self._resume_decided(now)
         ctimers = self._ctimers
         while ctimers and ctimers[0][0] <= now:
             _, _, kind, arg = heapq.heappop(ctimers)
@@ -348,6 +362,8 @@ class ClusterServer(ChatServer):
                 self._claim_expired(arg, now)
             elif kind is _Timer.LEAVE:
                 self._leave(now)
+            elif kind is _Timer.BARRIER:
+                self._barrier_passed(arg)  # Redis is slow: answer anyway
             elif arg == str(self._generation) and not self._shutting_down:
                 if kind is _Timer.DIAL:
                     self._dial(now)
@@ -401,6 +417,9 @@ class ClusterServer(ChatServer):
             return
         self._bus = None
         self._move("drop")
+        for kind, arg in self._expect:
+            if kind is _Reply.BARRIER:
+                self._barrier_passed(arg)  # no bus, no barrier (§17.5)
         self._expect.clear()
         self._heartbeat_out = False
         self._generation += 1
@@ -467,6 +486,8 @@ class ClusterServer(ChatServer):
             return
         elif kind is _Reply.CLAIM:
             self._claim_answered(arg, item, now)
+        elif kind is _Reply.BARRIER:
+            self._barrier_passed(arg)
         elif kind is _Reply.HEARTBEAT:
             self._heartbeat_out = False
             if item != 1:
@@ -643,7 +664,11 @@ class ClusterServer(ChatServer):
         for c in decided:
             if c.mode is _OPEN and c.held is not None and c.waiting_on is self._nobody:
                 c.waiting_on = None
-                self._resume(c, now)
+                self._passing = c
+                try:
+                    self._resume(c, now)
+                finally:
+                    self._passing = None
 
     # ------------------------------------------------------ overridden lines
 
@@ -662,6 +687,41 @@ class ClusterServer(ChatServer):
 
     def _on_who(self, c: Connection) -> None:
         self._queue(c, b"".join(m.lines.user for m in self._presence))
+
+    # ------------------------------------------------------------- barriers
+
+    _ping_waits = True
+
+    def _ping_barrier(self, c: Connection) -> bool:
+        """A PING waits until this node has read everything Redis published before it.
+
+        One ``PING`` to Redis, on the connection that also carries the bus:
+        its reply comes after every message Redis had for this node when it
+        ran it. So a ``PONG`` proves, across nodes as on one server (§10.2),
+        that whatever the client saw happen before it sent ``PING`` has been
+        delivered here. The lines held with it (they all arrived before the
+        reply) pass together. Without a synced link it answers at once.
+        """
+        if self._link is not _SYNCED:
+            return False
+        if self._passing is c:
+            return False  # its held lines arrived before the barrier's reply
+        c.waiting_on = self._nobody
+        self._serial += 1
+        barrier = self._barriers[c.id] = f"{c.id} {self._serial}"
+        self._send(command("PING"), (_Reply.BARRIER, barrier))
+        self._ctimer(self._now + self._cluster.barrier_timeout, _Timer.BARRIER, barrier)
+        return True
+
+    def _barrier_passed(self, barrier: str) -> None:
+        """The barrier's reply came, or its time ran out: the PING may run."""
+        conn = ConnId(int(barrier.partition(" ")[0]))
+        if self._barriers.get(conn) != barrier:
+            return  # an older barrier of that connection (or it is gone)
+        del self._barriers[conn]
+        c = self._conns.get(conn)
+        if c is not None and c.mode is _OPEN and c.waiting_on is self._nobody:
+            self._decided.append(c)
 
     def _on_direct(self, c: Connection, recipient: str, text: str) -> None:
         if self._room.lookup(recipient) is not None:
@@ -701,6 +761,7 @@ class ClusterServer(ChatServer):
         announce: bool = True,
     ) -> None:
         token = self._token_of.pop(c.id, None) if c.mode is _OPEN else None
+        self._barriers.pop(c.id, None)
         super()._begin_close(c, reason, now, trigger, announce=False)
         if token is None or self._claims.pop(token, None) is not None:
             return  # not logged in (a claim's join, if it comes, is freed then)

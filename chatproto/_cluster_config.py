@@ -46,6 +46,9 @@ class ClusterConfig:
     #: ``ERR cluster-unavailable``. Longer than a lease, so that a node that
     #: reconnects after a short outage still answers the logins that waited.
     claim_timeout: float = 5.0
+    #: A PING waits for Redis (a barrier: docs/protocol.md §17.3) at most
+    #: this long; then it is answered anyway (Redis stalled: see link_timeout).
+    barrier_timeout: float = 0.5
     #: A command Redis has not answered for this long means the link is dead
     #: (a half-open TCP connection): drop it and reconnect. Longer than a
     #: short Redis stall (a fork, a SIGSTOP), which should cost nothing.

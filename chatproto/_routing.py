@@ -62,6 +62,9 @@ _MSG, _PING, _BAD, _LOGIN, _DM, _WHO, _HELP = (
 class Routing(FlowControl):
     """The room half of :class:`~chatproto.ChatServer`: lines in, queues out."""
 
+    #: Whether a PING may have to wait (a cluster node: see _ping_barrier).
+    _ping_waits = False
+
     # Shared with ChatServer, which sets them up.
     _message_events: bool
     _high: int
@@ -97,6 +100,11 @@ class Routing(FlowControl):
                     assert name is not None
                     events.append(MessageBroadcast(c.id, name, arg.decode("utf-8"), sent))
             elif kind is _PING:
+                if self._ping_waits and self._ping_barrier(c):
+                    # A cluster's PONG waits for the bus (docs/protocol.md §17.3).
+                    c.tokens = tokens - done + 1  # the PING runs again, and pays then
+                    self._hold(c, lines[done - 1 :], _CLAIM)
+                    return
                 # _queue inlined: the request/response round trip.
                 reply = PONG_PREFIX + arg + b"\n" if arg else PONG_LINE
                 out = c.out
@@ -159,6 +167,10 @@ class Routing(FlowControl):
         self._queue(c, OK_LINE)
         self._broadcast(user.joined, c)
         self._events.append(UserLoggedIn(c.id, name))
+        return False
+
+    def _ping_barrier(self, c: Connection) -> bool:
+        """Whether the PING of ``c`` waits (its lines held); only if ``_ping_waits``."""
         return False
 
     def _on_who(self, c: Connection) -> None:

@@ -344,3 +344,31 @@ def test_single_node_servers_import_nothing_of_the_cluster_edge() -> None:
         "assert 'hiredis' not in sys.modules and 'chatproto.adapters._bus' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_pong_comes_after_what_other_nodes_published_before_the_ping() -> None:
+    cluster = Cluster(2)
+    a, b = cluster.nodes
+    near = login(cluster, a, "near")
+    far = login(cluster, b, "far")
+    lines(a, near)
+    b.send(far, "MSG published first", cluster.now)
+    b.flush()  # Redis has it, and has queued it for a; a has not read it yet
+    a.send(near, "PING after", cluster.now)
+    a.send(near, "PING also", cluster.now)
+    assert lines(a, near) == []  # the PONG waits for a's bus to catch up
+    cluster.settle()
+    assert lines(a, near) == ["MSG far published first", "PONG after", "PONG also"]
+
+
+def test_a_pong_waits_for_a_stalled_redis_only_so_long() -> None:
+    cluster = Cluster(2)
+    a, _ = cluster.nodes
+    near = login(cluster, a, "near")
+    a.send(near, "PING", cluster.now)
+    cluster.advance(0.3)
+    assert lines(a, near) == []
+    cluster.advance(0.3)  # barrier_timeout (0.5 s): answered anyway
+    assert lines(a, near) == ["PONG"]
+    cluster.settle()
+    assert lines(a, near) == []

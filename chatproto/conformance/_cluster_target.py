@@ -21,7 +21,16 @@ import string
 import time
 
 from ._probe import TargetUnusable
-from ._target import BACKENDS, CommandTarget, RemoteTarget, Target, backend_command, parse_tcp_url
+from ._target import (
+    BACKENDS,
+    FLOOD_OFF_BACKEND,
+    CommandTarget,
+    RemoteTarget,
+    Target,
+    backend_command,
+    flood_control_for,
+    parse_tcp_url,
+)
 
 __all__ = ["ClusterTarget", "add_cluster_arguments", "make_cluster_target", "redis_command"]
 
@@ -53,8 +62,11 @@ class ClusterTarget(Target):
         host: str = "127.0.0.1",
         startup_timeout: float = 20.0,
         extra: str = "",
+        flood_control: bool = True,
     ) -> None:
         self.nodes = nodes
+        #: Whether started nodes keep their flood control (as backend_target decides).
+        self.flood_control = flood_control
         self.redis = redis
         #: For a started cluster: each node's backend (and anyio backend).
         self.backends = backends
@@ -78,6 +90,7 @@ class ClusterTarget(Target):
         redis_server: str = "redis-server",
         startup_timeout: float = 20.0,
         extra: str = "",
+        flood_control: bool = True,
     ) -> ClusterTarget:
         """A Redis and one node per ``(backend, anyio backend)``, started by :meth:`start`."""
         redis = CommandTarget(redis_command(redis_server), host=host, name="redis")
@@ -88,6 +101,7 @@ class ClusterTarget(Target):
             host=host,
             startup_timeout=startup_timeout,
             extra=extra,
+            flood_control=flood_control,
         )
 
     # ----------------------------------------------------------- addresses
@@ -138,9 +152,10 @@ class ClusterTarget(Target):
             f"--cluster redis://{redis_host}:{redis_port}/{self.db} "
             f"--node-id n{index}-{_word()} --lease 1"
         )
-        command = backend_command(
-            backend, anyio_backend=anyio_backend, extra=f"{cluster} {self.extra}".strip()
-        )
+        extra = f"{cluster} {self.extra}"
+        if not self.flood_control:
+            extra += f" {FLOOD_OFF_BACKEND}"  # after the user's arguments: it wins
+        command = backend_command(backend, anyio_backend=anyio_backend, extra=extra.strip())
         return CommandTarget(
             command,
             host=self.host,
@@ -190,12 +205,18 @@ class ClusterTarget(Target):
         return self.backends is not None and name in ("idle_timeout", "max_clients")
 
     def variant(
-        self, *, idle_timeout: float | None = None, max_clients: int | None = None
+        self,
+        *,
+        idle_timeout: float | None = None,
+        max_clients: int | None = None,
+        flood_control: bool | None = None,
     ) -> Target | None:
         """The same nodes with other settings, on a Redis database of their own."""
         if self.redis is None or self.backends is None:
             return None
         other = _SharedRedisCluster(self, db=self.db + 1 + random.randrange(14))
+        if flood_control is not None:
+            other.flood_control = flood_control
         other._idle_timeout = self._idle_timeout if idle_timeout is None else idle_timeout
         other._max_clients = self._max_clients if max_clients is None else max_clients
         return other
@@ -219,6 +240,7 @@ class _SharedRedisCluster(ClusterTarget):
             host=parent.host,
             startup_timeout=parent.startup_timeout,
             extra=parent.extra,
+            flood_control=parent.flood_control,
         )
 
     def start(self) -> None:
@@ -333,6 +355,7 @@ def make_cluster_target(args: argparse.Namespace) -> ClusterTarget | None:
             redis_server=args.redis_server,
             startup_timeout=args.startup_timeout,
             extra=args.serve_args,
+            flood_control=flood_control_for(getattr(args, "profile", None) or ["core"]),
         )
     except TargetUnusable as exc:
         raise ValueError(str(exc)) from None

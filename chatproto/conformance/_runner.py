@@ -41,7 +41,7 @@ from ._liveness import Liveness
 from ._outcome import Deadlock, Outcome, Result, RunReport
 from ._probe import ProbeResult, TargetUnusable, probe
 from ._registry import Check
-from ._target import Target
+from ._target import CommandTarget, Target
 from ._wire import Transcript
 
 __all__ = ["RunOptions", "Runner"]

@@ -14,9 +14,22 @@ import errno
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from chatproto import ChatServer, CloseMode, ConnectionRefused, ConnId, ServerConfig
+from chatproto import (
+    BusDial,
+    ChatServer,
+    CloseMode,
+    ClusterConfig,
+    ClusterServer,
+    ConnectionRefused,
+    ConnId,
+    ServerConfig,
+    ServerEvent,
+)
+
+if TYPE_CHECKING:
+    from ._bus import BusParser
 
 from . import ServerObserver, wants_message_events
 
@@ -155,6 +168,12 @@ class CoreLink:
     A data path subclasses it and implements :meth:`set_reading`,
     :meth:`wake_writer`, :meth:`abort` and :meth:`set_timer`; :meth:`feed`
     and :meth:`service` then do the rest, the same way on every runtime.
+
+    In cluster mode (``cluster`` given) the core is a
+    :class:`~chatproto.ClusterServer`, and the data path also implements
+    :meth:`dial`: its Redis connection is then served like a client's, except
+    that what is read goes to :meth:`bus_receive` instead of the core's
+    ``receive_data``. Without it, nothing of the cluster is imported.
     """
 
     #: The data path's clock (the loop's time, or time.monotonic): the core's ``now``.
@@ -162,10 +181,23 @@ class CoreLink:
     #: Set once a shutdown has closed every connection.
     all_closed: _Settable
 
-    def __init__(self, config: ServerConfig | None, observer: ServerObserver | None) -> None:
-        self.core = ChatServer(config, message_events=wants_message_events(observer))
+    def __init__(
+        self,
+        config: ServerConfig | None,
+        observer: ServerObserver | None,
+        cluster: ClusterConfig | None = None,
+    ) -> None:
+        events = wants_message_events(observer)
+        self.cluster: ClusterServer | None = None
+        if cluster is None:
+            self.core = ChatServer(config, message_events=events)
+        else:
+            self.core = self.cluster = ClusterServer(config, cluster, message_events=events)
         self.observer = observer
         self.backoff = AcceptBackoff(observer)
+        #: The Redis connection being dialled or served, and its parser.
+        self.bus_conn: ConnId | None = None
+        self.bus_parser: BusParser | None = None
 
     # ------------------------------------------------ what a data path does
 
@@ -191,6 +223,15 @@ class CoreLink:
 
     def pause_accepting(self, delay: float) -> None:
         """Out of descriptors: stop listening, and listen again after ``delay`` seconds."""
+        raise NotImplementedError
+
+    def dial(self, dial: BusDial) -> None:
+        """Cluster mode: connect to Redis as ``dial`` says (see :class:`~chatproto.BusDial`).
+
+        Connected: register the connection like an accepted one, reading it
+        into :meth:`bus_receive`, and feed ``cluster.bus_connected``. Failed:
+        feed ``core.connection_lost(dial.conn, now)``.
+        """
         raise NotImplementedError
 
     # ------------------------------------------------------------ the core
@@ -244,8 +285,30 @@ class CoreLink:
         events = self.core.handle_timeout(now)
         if events and self.observer is not None:
             self.observer.events(events)
+        if self.cluster is not None:
+            for dial in self.cluster.take_dials():  # dials are decided here only
+                self._start_dial(dial)
         self.service()
         self.set_timer(self.core.next_deadline())
+
+    def begin(self) -> None:
+        """Serving starts: set the timer (in cluster mode, the first dial is due at once)."""
+        self.set_timer(self.core.next_deadline())
+
+    def _start_dial(self, dial: BusDial) -> None:
+        from ._bus import BusParser  # noqa: PLC0415 (hiredis: cluster mode only)
+
+        self.bus_conn = dial.conn
+        self.bus_parser = BusParser()
+        self.dial(dial)
+
+    def bus_receive(
+        self, conn: ConnId, data: bytes | bytearray | memoryview, now: float
+    ) -> list[ServerEvent]:
+        """Bytes read on a Redis connection: parsed, then fed (``receive_data``'s shape)."""
+        if conn != self.bus_conn or self.bus_parser is None or self.cluster is None:
+            return []  # an older Redis connection, being closed
+        return self.cluster.bus_received(conn, self.bus_parser.feed(bytes(data)), now)
 
     def admit(
         self, now: float, sock: socket.socket, peer: Any, *, close: bool = True
@@ -312,8 +375,13 @@ class DrainPass(CoreLink):
     runs a callback later.
     """
 
-    def __init__(self, config: ServerConfig | None, observer: ServerObserver | None) -> None:
-        super().__init__(config, observer)
+    def __init__(
+        self,
+        config: ServerConfig | None,
+        observer: ServerObserver | None,
+        cluster: ClusterConfig | None = None,
+    ) -> None:
+        super().__init__(config, observer, cluster)
         #: Connections with news, drained by the next pass.
         self.pending: list[ConnId] = []
         self.scheduled = False

@@ -27,7 +27,7 @@ import anyio.abc
 import sniffio
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
-from chatproto import CloseMode, ConnId, ServerConfig
+from chatproto import BusDial, CloseMode, ClusterConfig, ConnId, ServerConfig
 
 from . import ServerObserver
 from ._plumbing import RECV_SIZE, CoreLink, is_resource_error
@@ -57,10 +57,15 @@ class StreamServer(CoreLink):
     """Serves one :class:`~chatproto.ChatServer` on anyio streams (any anyio backend)."""
 
     def __init__(
-        self, config: ServerConfig | None = None, observer: ServerObserver | None = None
+        self,
+        config: ServerConfig | None = None,
+        observer: ServerObserver | None = None,
+        *,
+        cluster: ClusterConfig | None = None,
     ) -> None:
-        super().__init__(config, observer)
+        super().__init__(config, observer, cluster)
         self.clock = anyio.current_time
+        self.tg: anyio.abc.TaskGroup | None = None
         self.conns: dict[ConnId, _Connection] = {}
         self.timer_wake = anyio.Event()
         self.timer_at = math.inf
@@ -73,8 +78,10 @@ class StreamServer(CoreLink):
         """Accept on the listening ``sock`` from now on, in tasks of ``tg``."""
         listener = await anyio.abc.SocketListener.from_socket(sock)
         self.accepting = anyio.CancelScope()
+        self.tg = tg
         tg.start_soon(self._accept, listener, tg)
         tg.start_soon(self._timer)
+        self.begin()
 
     def stop_accepting(self) -> None:
         if self.accepting is not None:
@@ -112,9 +119,21 @@ class StreamServer(CoreLink):
 
     # -------------------------------------------------------- connections
 
+    async def _dial(self, dial: BusDial) -> None:
+        """Cluster mode: connect to Redis; the stream then runs like a client's."""
+        try:
+            with anyio.fail_after(dial.timeout):
+                stream = await anyio.connect_tcp(dial.host, dial.port)
+        except (OSError, TimeoutError):
+            self.feed(self.core.connection_lost, dial.conn, self.clock())
+            return
+        await self._connection(dial.conn, stream)
+
     async def _connection(self, conn: ConnId, stream: SocketStream) -> None:
         with anyio.CancelScope() as scope:
             c = self.conns[conn] = _Connection(stream, scope)
+            if conn == self.bus_conn and self.cluster is not None:
+                self.feed(self.cluster.bus_connected, conn, self.clock())
             self.service()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._read, conn, c)
@@ -133,11 +152,12 @@ class StreamServer(CoreLink):
 
     async def _read(self, conn: ConnId, c: _Connection) -> None:
         core, feed = self.core, self.feed
+        receive = self.bus_receive if conn == self.bus_conn else core.receive_data
         try:
             while True:
                 await c.may_read.wait()
                 data = await c.stream.receive(RECV_SIZE)
-                feed(core.receive_data, conn, data, self.clock())
+                feed(receive, conn, data, self.clock())
         except anyio.EndOfStream:
             feed(core.receive_eof, conn, self.clock())
             if core.close_mode(conn) is not _OPEN:
@@ -187,6 +207,10 @@ class StreamServer(CoreLink):
         self.timer_at = math.inf if deadline is None else deadline
         self.timer_wake.set()
 
+    def dial(self, dial: BusDial) -> None:
+        assert self.tg is not None
+        self.tg.start_soon(self._dial, dial)
+
     async def _timer(self) -> None:
         while True:
             with anyio.move_on_after(self.timer_at - self.clock()):
@@ -213,10 +237,15 @@ class AnyioServer:
     """
 
     def __init__(
-        self, config: ServerConfig | None = None, observer: ServerObserver | None = None
+        self,
+        config: ServerConfig | None = None,
+        observer: ServerObserver | None = None,
+        *,
+        cluster: ClusterConfig | None = None,
     ) -> None:
         self.config = config
         self.observer = observer
+        self.cluster = cluster
         self._stop = anyio.Event()
 
     async def serve(
@@ -231,13 +260,13 @@ class AnyioServer:
             self.observer.listening(str(host), int(port))
         async with anyio.create_task_group() as tg:
             if sniffio.current_async_library() == "asyncio":
-                transports = TransportServer(self.config, self.observer)
+                transports = TransportServer(self.config, self.observer, cluster=self.cluster)
                 transports.start(sock)
                 task_status.started(int(port))
                 await self._stop.wait()
                 await transports.shut_down()
             else:
-                streams = StreamServer(self.config, self.observer)
+                streams = StreamServer(self.config, self.observer, cluster=self.cluster)
                 await streams.start(sock, tg)
                 task_status.started(int(port))
                 await self._stop.wait()
@@ -256,11 +285,12 @@ def run(
     observer: ServerObserver | None = None,
     anyio_backend: str = "asyncio",
     use_uvloop: bool = False,
+    cluster: ClusterConfig | None = None,
 ) -> None:
     """Serve on the listening ``sock`` until SIGINT or SIGTERM, then shut down gracefully."""
     if use_uvloop and anyio_backend != "asyncio":
         raise ValueError("uvloop runs only under anyio's asyncio backend")
-    server = AnyioServer(config, observer)
+    server = AnyioServer(config, observer, cluster=cluster)
 
     async def main() -> None:
         # Signals stay handled until the server has stopped: a second SIGINT

@@ -29,7 +29,7 @@ import asyncio
 import socket
 from collections.abc import Callable
 
-from chatproto import CloseMode, ConnId, ServerConfig
+from chatproto import BusDial, CloseMode, ClusterConfig, ConnId, ServerConfig
 
 from . import ServerObserver
 from ._plumbing import RECV_SIZE, DrainPass
@@ -153,9 +153,13 @@ class TransportServer(DrainPass):
     """Serves one :class:`~chatproto.ChatServer` on an asyncio (or uvloop) loop."""
 
     def __init__(
-        self, config: ServerConfig | None = None, observer: ServerObserver | None = None
+        self,
+        config: ServerConfig | None = None,
+        observer: ServerObserver | None = None,
+        *,
+        cluster: ClusterConfig | None = None,
     ) -> None:
-        super().__init__(config, observer)
+        super().__init__(config, observer, cluster)
         self.loop = asyncio.get_running_loop()
         self.clock = self.loop.time
         self.protocols: dict[ConnId, _Connection] = {}
@@ -172,6 +176,7 @@ class TransportServer(DrainPass):
         sock.setblocking(False)
         self.listener = sock
         self.loop.add_reader(sock.fileno(), self._accept)
+        self.begin()
 
     def stop_accepting(self) -> None:
         if self.listener is not None:
@@ -206,6 +211,20 @@ class TransportServer(DrainPass):
             self.loop.add_reader(fd, self._accept)
             self._accept()
 
+    async def _dial(self, dial: BusDial) -> None:
+        """Cluster mode: connect to Redis; its transport then runs like a client's."""
+        protocol = _Connection(self, dial.conn)
+        protocol.receive = self.bus_receive
+        assert self.cluster is not None
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(lambda: protocol, dial.host, dial.port), dial.timeout
+            )
+        except (OSError, asyncio.TimeoutError):
+            self.feed(self.core.connection_lost, dial.conn, self.clock())
+            return
+        self.feed(self.cluster.bus_connected, dial.conn, self.clock())
+
     async def _connect(self, protocol: _Connection, sock: socket.socket) -> None:
         try:
             await self.loop.connect_accepted_socket(lambda: protocol, sock)
@@ -237,6 +256,11 @@ class TransportServer(DrainPass):
 
     def call_soon(self, callback: Callable[[], None]) -> None:
         self.loop.call_soon(callback)
+
+    def dial(self, dial: BusDial) -> None:
+        task = self.loop.create_task(self._dial(dial))
+        self.connecting.add(task)
+        task.add_done_callback(self.connecting.discard)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> None:
         self.loop.call_later(delay, callback)

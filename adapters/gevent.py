@@ -30,10 +30,10 @@ from typing import Any
 import gevent
 import gevent.event
 
-from chatproto import CloseMode, ConnId, ServerConfig
+from chatproto import BusDial, CloseMode, ClusterConfig, ConnId, ServerConfig, ServerEvent
 
 from . import ServerObserver
-from ._plumbing import RECV_SIZE, DrainPass
+from ._plumbing import RECV_SIZE, DrainPass, prepare
 
 __all__ = ["GeventServer", "run"]
 
@@ -50,15 +50,24 @@ class _Connection:
         "held",
         "peer_done",
         "reader",
+        "receive",
         "sock",
         "unsent",
         "writer",
     )
 
-    def __init__(self, conn: ConnId, sock: socket.socket, reader: Any) -> None:
+    def __init__(
+        self,
+        conn: ConnId,
+        sock: socket.socket,
+        reader: Any,
+        receive: Callable[[ConnId, bytes, float], list[ServerEvent]],
+    ) -> None:
         self.conn = conn
         self.sock = sock
         self.reader = reader
+        #: Where its bytes go: the core (a client), or the RESP parser (Redis).
+        self.receive = receive
         #: The write watcher, while the socket cannot take more.
         self.writer: Any = None
         #: Bytes taken from the core that the kernel has not accepted yet.
@@ -73,9 +82,13 @@ class GeventServer(DrainPass):
     """Serves one :class:`~chatproto.ChatServer` with gevent. ``serve(sock)`` blocks."""
 
     def __init__(
-        self, config: ServerConfig | None = None, observer: ServerObserver | None = None
+        self,
+        config: ServerConfig | None = None,
+        observer: ServerObserver | None = None,
+        *,
+        cluster: ClusterConfig | None = None,
     ) -> None:
-        super().__init__(config, observer)
+        super().__init__(config, observer, cluster)
         self.loop = gevent.get_hub().loop
         self.clock = time.monotonic
         self.conns: dict[ConnId, _Connection] = {}
@@ -84,6 +97,8 @@ class GeventServer(DrainPass):
         self.timer: Any = None
         self.stop = gevent.event.Event()
         self.all_closed: gevent.event.Event = gevent.event.Event()
+        #: Cluster mode: the watchers of a connect to Redis in progress.
+        self.dialing: dict[ConnId, tuple[Any, Any]] = {}
 
     # ------------------------------------------------------------ serving
 
@@ -96,6 +111,7 @@ class GeventServer(DrainPass):
         self.listener = sock
         self.acceptor = self.loop.io(sock.fileno(), _READ)
         self.acceptor.start(self._accept)
+        self.begin()
         self.stop.wait()
         self.begin_shutdown()
         sock.close()
@@ -121,7 +137,7 @@ class GeventServer(DrainPass):
         served = self.take_accepted(self.listener)
         for conn, sock in served:
             reader = self.loop.io(sock.fileno(), _READ)
-            c = self.conns[conn] = _Connection(conn, sock, reader)
+            c = self.conns[conn] = _Connection(conn, sock, reader, self.core.receive_data)
             reader.start(self._on_readable, c)
         if served:
             self.service()
@@ -149,7 +165,7 @@ class GeventServer(DrainPass):
             return
         if data:
             # The hot path: CoreLink.feed inlined.
-            events = self.core.receive_data(c.conn, data, self.clock())
+            events = c.receive(c.conn, data, self.clock())
             if events and self.observer is not None:
                 self.observer.events(events)
             self.service(c.conn)
@@ -161,6 +177,22 @@ class GeventServer(DrainPass):
         elif not c.peer_done:
             c.peer_done = True
             self.feed(self.core.receive_eof, c.conn, self.clock())
+
+    def _connected(self, dial: BusDial, sock: socket.socket, timed_out: bool = False) -> None:
+        """Cluster mode: the connect to Redis finished (or timed out)."""
+        watchers = self.dialing.pop(dial.conn, ())
+        for watcher in watchers:
+            watcher.close()
+        error = 1 if timed_out else sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error or self.cluster is None:
+            sock.close()
+            self.feed(self.core.connection_lost, dial.conn, self.clock())
+            return
+        prepare(sock)
+        reader = self.loop.io(sock.fileno(), _READ)
+        c = self.conns[dial.conn] = _Connection(dial.conn, sock, reader, self.bus_receive)
+        reader.start(self._on_readable, c)
+        self.feed(self.cluster.bus_connected, dial.conn, self.clock())
 
     def _on_writable(self, c: _Connection) -> None:
         c.writer.stop()
@@ -255,6 +287,23 @@ class GeventServer(DrainPass):
     def call_soon(self, callback: Callable[[], None]) -> None:
         self.loop.run_callback(callback)
 
+    def dial(self, dial: BusDial) -> None:
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                dial.host, dial.port, type=socket.SOCK_STREAM
+            )[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            sock.connect_ex(address)
+        except OSError:
+            self.feed(self.core.connection_lost, dial.conn, self.clock())
+            return
+        writable = self.loop.io(sock.fileno(), _WRITE)
+        deadline = self.loop.timer(dial.timeout)
+        self.dialing[dial.conn] = (writable, deadline)
+        writable.start(self._connected, dial, sock)
+        deadline.start(self._connected, dial, sock, True)
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> None:
         timer = self.loop.timer(delay)
 
@@ -270,9 +319,10 @@ def run(
     config: ServerConfig | None = None,
     *,
     observer: ServerObserver | None = None,
+    cluster: ClusterConfig | None = None,
 ) -> None:
     """Serve on the listening ``sock`` until SIGINT or SIGTERM, then shut down gracefully."""
-    server = GeventServer(config, observer)
+    server = GeventServer(config, observer, cluster=cluster)
 
     def on_signal(signum: int) -> None:
         if observer is not None:

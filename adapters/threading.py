@@ -26,10 +26,10 @@ import time
 from types import FrameType
 from typing import Final
 
-from chatproto import CloseMode, ConnId, ServerConfig
+from chatproto import BusDial, CloseMode, ClusterConfig, ConnId, ServerConfig
 
 from . import ServerObserver
-from ._plumbing import RECV_SIZE, CoreLink, is_resource_error
+from ._plumbing import RECV_SIZE, CoreLink, is_resource_error, prepare
 
 __all__ = ["ThreadingServer", "run"]
 
@@ -61,11 +61,15 @@ class ThreadingServer(CoreLink):
     """Serves one :class:`~chatproto.ChatServer` with threads. ``serve(sock)`` blocks."""
 
     def __init__(
-        self, config: ServerConfig | None = None, observer: ServerObserver | None = None
+        self,
+        config: ServerConfig | None = None,
+        observer: ServerObserver | None = None,
+        *,
+        cluster: ClusterConfig | None = None,
     ) -> None:
         if not _DONTWAIT:
             raise RuntimeError("the threading adapter needs MSG_DONTWAIT (Linux, BSD, macOS)")
-        super().__init__(config, observer)
+        super().__init__(config, observer, cluster)
         self.clock = time.monotonic
         self.conns: dict[ConnId, _Connection] = {}
         self.lock = threading.Lock()
@@ -89,6 +93,8 @@ class ThreadingServer(CoreLink):
             self.observer.listening(str(host), int(port))
         writer = threading.Thread(target=self._write, name="chatproto-writer", daemon=True)
         writer.start()
+        with self.lock:
+            self.begin()
         self._accept(sock)
         sock.close()
         with self.lock:
@@ -142,6 +148,7 @@ class ThreadingServer(CoreLink):
 
     def _read(self, conn: ConnId, c: _Connection) -> None:
         core, lock, clock = self.core, self.lock, self.clock
+        receive = self.bus_receive if conn == self.bus_conn else core.receive_data
         try:
             while True:
                 c.may_read.wait()  # while the core does not take its input
@@ -149,7 +156,7 @@ class ThreadingServer(CoreLink):
                 if not data:
                     break
                 with lock:
-                    self.feed(core.receive_data, conn, data, clock())
+                    self.feed(receive, conn, data, clock())
                 if len(data) == RECV_SIZE:
                     time.sleep(0)  # more is waiting: the others get the lock first
             with lock:
@@ -165,6 +172,22 @@ class ThreadingServer(CoreLink):
                 c.sock.close()
                 self.feed(core.connection_lost, conn, clock())
                 self.check_finished()
+
+    def _dial_thread(self, dial: BusDial) -> None:
+        """Cluster mode: connect to Redis, then read it like a client (its own thread)."""
+        try:
+            sock = socket.create_connection((dial.host, dial.port), timeout=dial.timeout)
+        except OSError:
+            with self.lock:
+                self.feed(self.core.connection_lost, dial.conn, self.clock())
+            return
+        sock.settimeout(None)
+        prepare(sock)
+        assert self.cluster is not None
+        with self.lock:
+            c = self.conns[dial.conn] = _Connection(sock)
+            self.feed(self.cluster.bus_connected, dial.conn, self.clock())
+        self._read(dial.conn, c)
 
     def _write(self) -> None:
         """The writer thread: sends, parks full sockets, runs the timer."""
@@ -264,6 +287,9 @@ class ThreadingServer(CoreLink):
     def set_timer(self, deadline: float | None) -> None:
         self._wake()  # the writer thread runs the timer: it reads the deadline again
 
+    def dial(self, dial: BusDial) -> None:
+        threading.Thread(target=self._dial_thread, args=(dial,), daemon=True).start()
+
     def service(self) -> None:
         # Few connections with news (a reply, a small room): sending them now,
         # on this thread, saves a hand-off to the writer, which is most of a
@@ -297,9 +323,10 @@ def run(
     config: ServerConfig | None = None,
     *,
     observer: ServerObserver | None = None,
+    cluster: ClusterConfig | None = None,
 ) -> None:
     """Serve on the listening ``sock`` until SIGINT or SIGTERM, then shut down gracefully."""
-    server = ThreadingServer(config, observer)
+    server = ThreadingServer(config, observer, cluster=cluster)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if observer is not None:

@@ -22,6 +22,9 @@ from ._client_session import (
     OkAnswer,
     UserList,
 )
+from ._cluster import BusDial, ClusterServer, LinkState
+from ._cluster_config import ClusterConfig
+from ._cluster_wire import BusError, BusItem
 from ._commands import (
     CONTROL_RE,
     Command,
@@ -40,6 +43,7 @@ from ._errors import ErrorCode, LocalProtocolError
 from ._events import (
     CloseMode,
     CloseReason,
+    ClusterLinkChanged,
     CommandRejected,
     ConnectionClosed,
     ConnectionRefused,
@@ -99,6 +103,9 @@ __all__ = [
     "CONTROL_RE",
     "HELP_TEXT",
     "BadCommand",
+    "BusDial",
+    "BusError",
+    "BusItem",
     "ChatServer",
     "ClientConfig",
     "ClientEvent",
@@ -106,6 +113,9 @@ __all__ = [
     "ClientState",
     "CloseMode",
     "CloseReason",
+    "ClusterConfig",
+    "ClusterLinkChanged",
+    "ClusterServer",
     "Command",
     "CommandRejected",
     "ConnId",
@@ -124,6 +134,7 @@ __all__ = [
     "InputResumed",
     "LineBuffer",
     "LineTooLong",
+    "LinkState",
     "ListUsers",
     "LocalProtocolError",
     "Login",

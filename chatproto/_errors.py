@@ -34,6 +34,8 @@ class ErrorCode(str, Enum):
     INVALID_UTF8 = "invalid-utf8"
     INVALID_CHARACTERS = "invalid-characters"
     SERVER_FULL = "server-full"
+    #: Cluster mode only: Redis could not decide in time (docs/protocol.md §17).
+    CLUSTER_UNAVAILABLE = "cluster-unavailable"
 
     @property
     def text(self) -> str:
@@ -58,6 +60,7 @@ _TEXTS = {
     ErrorCode.INVALID_UTF8: "lines must be UTF-8",
     ErrorCode.INVALID_CHARACTERS: "control characters are not allowed",
     ErrorCode.SERVER_FULL: "try again later",
+    ErrorCode.CLUSTER_UNAVAILABLE: "the cluster cannot be reached, try again later",
 }
 
 

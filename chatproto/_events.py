@@ -16,6 +16,7 @@ from ._errors import ErrorCode
 __all__ = [
     "CloseMode",
     "CloseReason",
+    "ClusterLinkChanged",
     "CommandRejected",
     "ConnId",
     "ConnectionClosed",
@@ -52,6 +53,9 @@ class CloseReason(Enum):
     PEER_CLOSED = "peer-closed"
     #: The transport failed or was reset before anyone decided to close it.
     CONNECTION_LOST = "connection-lost"
+    #: Cluster mode: the name was claimed elsewhere while this node was cut
+    #: off from Redis (docs/protocol.md §17.5).
+    NAME_LOST = "name-lost"
 
 
 class CloseMode(Enum):
@@ -72,6 +76,8 @@ class PauseCause(Enum):
     FLOOD = "flood"
     #: A recipient of its lines is congested and draining; they wait for it.
     BACKPRESSURE = "backpressure"
+    #: Its LOGIN waits for the cluster to decide the claim (docs/cluster.md).
+    CLAIM = "claim"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +179,19 @@ class FloodLimited:
     conn: ConnId
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterLinkChanged:
+    """Cluster mode: the node's link to Redis changed (``state``: down, up, synced...).
+
+    ``conn`` is the id of the Redis connection concerned (never a client's);
+    ``detail`` says why or with what, in one word (a log's ``key=value``).
+    """
+
+    conn: ConnId
+    state: str
+    detail: str = ""
+
+
 ServerEvent = Union[
     UserLoggedIn,
     MessageBroadcast,
@@ -183,4 +202,5 @@ ServerEvent = Union[
     InputPaused,
     InputResumed,
     FloodLimited,
+    ClusterLinkChanged,
 ]

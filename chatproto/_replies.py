@@ -203,6 +203,9 @@ HELP_LINE: Final = encode_server_line(Info(HELP_TEXT))
 IDLE_LINE: Final = encode_server_line(IdleTimeout())
 SHUTDOWN_LINE: Final = encode_server_line(ServerShutdown())
 SLOW_CONSUMER_LINE: Final = encode_server_line(SlowConsumer())
+#: Cluster mode: the last line of a user whose name was claimed elsewhere
+#: while its node was cut off from Redis (docs/protocol.md §17.5).
+NAME_LOST_LINE: Final = encode_server_line(Info("name-lost"))
 #: ``ERR <token> <text>`` for each of chatproto's own error codes.
 ERROR_LINES: Final = {code: encode_server_line(Error(code.value, code.text)) for code in ErrorCode}
 

@@ -46,7 +46,7 @@ from ._room import Room
 __all__ = ["Routing"]
 
 _OPEN, _NOW = CloseMode.OPEN, CloseMode.NOW
-_BACKPRESSURE = PauseCause.BACKPRESSURE
+_BACKPRESSURE, _CLAIM = PauseCause.BACKPRESSURE, PauseCause.CLAIM
 # The kinds, as locals of this module: compared once per line with "is".
 _MSG, _PING, _BAD, _LOGIN, _DM, _WHO, _HELP = (
     Kind.MSG,
@@ -61,6 +61,9 @@ _MSG, _PING, _BAD, _LOGIN, _DM, _WHO, _HELP = (
 
 class Routing(FlowControl):
     """The room half of :class:`~chatproto.ChatServer`: lines in, queues out."""
+
+    #: Whether a PING may have to wait (a cluster node: see _ping_barrier).
+    _ping_waits = False
 
     # Shared with ChatServer, which sets them up.
     _message_events: bool
@@ -97,6 +100,11 @@ class Routing(FlowControl):
                     assert name is not None
                     events.append(MessageBroadcast(c.id, name, arg.decode("utf-8"), sent))
             elif kind is _PING:
+                if self._ping_waits and self._ping_barrier(c):
+                    # A cluster's PONG waits for the bus (docs/protocol.md §17.3).
+                    c.tokens = tokens - done + 1  # the PING runs again, and pays then
+                    self._hold(c, lines[done - 1 :], _CLAIM)
+                    return
                 # _queue inlined: the request/response round trip.
                 reply = PONG_PREFIX + arg + b"\n" if arg else PONG_LINE
                 out = c.out
@@ -112,9 +120,13 @@ class Routing(FlowControl):
             elif kind is _DM:
                 self._on_direct(c, *arg)
             elif kind is _LOGIN:
-                self._on_login(c, arg)
+                if self._on_login(c, arg):
+                    # Decided elsewhere (a cluster's claim): the rest waits.
+                    c.tokens = tokens - done
+                    self._hold(c, lines[done:], _CLAIM)
+                    return
             elif kind is _WHO:
-                self._queue(c, b"".join(m.user.user for m in self._room.members() if m.user))
+                self._on_who(c)
             elif kind is _HELP:
                 self._queue(c, HELP_LINE)
             else:  # QUIT: the session is closed; nothing after it runs
@@ -142,11 +154,12 @@ class Routing(FlowControl):
         if done < count:  # the budget ran out: the rest runs as tokens come
             self._hold_for_tokens(c, lines[done:], now)
 
-    def _on_login(self, c: Connection, name: str) -> None:
+    def _on_login(self, c: Connection, name: str) -> bool:
+        """Claim ``name`` for ``c``; ``True`` if the answer comes later (its input waits)."""
         if not self._room.claim(name, c):
             self._queue(c, ERROR_LINES[ErrorCode.USERNAME_TAKEN])
             self._events.append(CommandRejected(c.id, ErrorCode.USERNAME_TAKEN))
-            return
+            return False
         c.session.login_accepted(name)
         c.user = user = UserLines.of(name)
         c.msg_prefix = user.msg_prefix
@@ -154,6 +167,14 @@ class Routing(FlowControl):
         self._queue(c, OK_LINE)
         self._broadcast(user.joined, c)
         self._events.append(UserLoggedIn(c.id, name))
+        return False
+
+    def _ping_barrier(self, c: Connection) -> bool:
+        """Whether the PING of ``c`` waits (its lines held); only if ``_ping_waits``."""
+        return False
+
+    def _on_who(self, c: Connection) -> None:
+        self._queue(c, b"".join(m.user.user for m in self._room.members() if m.user))
 
     def _on_direct(self, c: Connection, recipient: str, text: str) -> None:
         found = self._room.lookup(recipient)

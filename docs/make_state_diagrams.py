@@ -2,7 +2,8 @@
 
 The diagrams are not written by hand: each is rendered from the table the code
 runs on (``TRANSITIONS`` of the server session, ``MODE_TRANSITIONS`` of a
-connection, ``TRANSITIONS`` of the client session), between marker comments
+connection, ``TRANSITIONS`` of the client session, ``LINK_TRANSITIONS`` of a
+cluster node's link to Redis), between marker comments
 in docs/architecture.md. ``python docs/make_state_diagrams.py`` rewrites
 them; ``--check`` exits 1 if the page is stale (a test runs it).
 """
@@ -18,6 +19,7 @@ from typing import TypeVar
 
 from chatproto._client_session import TRANSITIONS as CLIENT_TRANSITIONS
 from chatproto._client_session import ClientState
+from chatproto._cluster import LINK_TRANSITIONS, LinkState
 from chatproto._connection import MODE_TRANSITIONS
 from chatproto._events import CloseMode
 from chatproto._server_session import TRANSITIONS as SESSION_TRANSITIONS
@@ -46,6 +48,7 @@ def diagrams() -> dict[str, str]:
         ),
         "connection-mode": mermaid(MODE_TRANSITIONS, CloseMode.OPEN, list(CloseMode)),
         "client-session": mermaid(CLIENT_TRANSITIONS, ClientState.CONNECTED, list(ClientState)),
+        "cluster-link": mermaid(LINK_TRANSITIONS, LinkState.DOWN, list(LinkState)),
     }
 
 

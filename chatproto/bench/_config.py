@@ -51,6 +51,9 @@ class BenchConfig:
     scenario: str
     host: str = "127.0.0.1"
     port: int = 4000
+    #: Other nodes of the same cluster (docs/cluster.md): clients go to
+    #: ``port`` and these in turn, by client index.
+    more_ports: tuple[int, ...] = ()
     #: Clients in total, over all processes (idle: the idle connections).
     clients: int = 10
     #: Clients that send MSG (fanout, slowreader, the idle scenario's room);
@@ -109,8 +112,9 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {self.scenario!r}; choose from {SCENARIOS}")
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port must be 1 to 65535, got {self.port}")
+        for port in (self.port, *self.more_ports):
+            if not 0 < port < 65536:
+                raise ValueError(f"port must be 1 to 65535, got {port}")
         if self.procs < 1:
             raise ValueError(f"--procs must be at least 1, got {self.procs}")
         self._check_sizes()

@@ -53,6 +53,11 @@ class ClientLoop:
         infos = socket.getaddrinfo(cfg.host, cfg.port, type=socket.SOCK_STREAM)
         self.family: socket.AddressFamily = infos[0][0]
         self.addr: Any = infos[0][4]
+        #: Every node's address (one unless --more-ports): clients go to them in turn.
+        self.addrs: list[Any] = [self.addr] + [
+            socket.getaddrinfo(cfg.host, port, type=socket.SOCK_STREAM)[0][4]
+            for port in cfg.more_ports
+        ]
         # Sender ids are global: process * 100000 + index.
         self.sid_base = share.proc * 100_000
         self.tally = Tally()
@@ -143,7 +148,7 @@ class ClientLoop:
                 if _BIND_NO_PORT is not None:
                     sock.setsockopt(socket.IPPROTO_IP, _BIND_NO_PORT, 1)
                 sock.bind((source, 0))
-            err = sock.connect_ex(self.addr)
+            err = sock.connect_ex(self.addrs[index % len(self.addrs)])
         except OSError as exc:
             err = exc.errno or 0
         if err not in (0, errno.EINPROGRESS, errno.EAGAIN):

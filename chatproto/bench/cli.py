@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scenario", choices=SCENARIOS)
     p.add_argument("--host", default=d.host)
     p.add_argument("--port", type=int, required=True)
+    p.add_argument(
+        "--more-ports",
+        default="",
+        metavar="P,P",
+        help="other nodes of the same cluster: clients go to --port and these in turn",
+    )
     p.add_argument("--clients", type=int, default=d.clients, help="clients in all (%(default)s)")
     p.add_argument("--senders", type=int, help="senders (fanout, slowreader; default min(10, N))")
     p.add_argument("--duration", type=float, default=d.duration, help="measured seconds")
@@ -128,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         scenario=args.scenario,
         host=args.host,
         port=args.port,
+        more_ports=tuple(int(p) for p in args.more_ports.split(",") if p),
         clients=args.clients,
         senders=args.senders,
         duration=args.duration,

@@ -13,6 +13,8 @@ import errno
 import importlib
 import logging
 import os
+import re
+import secrets
 import socket
 import sys
 
@@ -24,6 +26,8 @@ from collections.abc import Mapping, Sequence
 
 from chatproto import (
     CloseReason,
+    ClusterConfig,
+    ClusterLinkChanged,
     CommandRejected,
     ConnectionClosed,
     ConnectionRefused,
@@ -55,6 +59,7 @@ _EXTRAS = {
     "trio": ("trio", "chatproto[trio]"),
     "gevent": ("gevent", "chatproto[gevent]"),
     "uvloop": ("uvloop", "chatproto[uvloop]"),
+    "cluster": ("hiredis", "chatproto[cluster]"),
 }
 
 
@@ -163,6 +168,9 @@ class LoggingObserver:
                 log.debug("input-resumed conn=%d", event.conn)
             elif isinstance(event, DirectMessageSent):
                 log.debug("dm conn=%d user=%s to=%s", event.conn, event.sender, event.recipient)
+            elif isinstance(event, ClusterLinkChanged):
+                level = logging.WARNING if event.state in ("down", "waiting") else logging.INFO
+                log.log(level, "cluster-link state=%s detail=%s", event.state, event.detail)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -266,6 +274,24 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {defaults.slow_consumer_timeout:g})",
     )
     p.add_argument(
+        "--cluster",
+        metavar="redis://HOST:PORT/DB",
+        help="be one node of a cluster whose users meet through this Redis (docs/cluster.md); "
+        "default: none, a server alone",
+    )
+    p.add_argument(
+        "--node-id",
+        metavar="ID",
+        help="this node's name in the cluster, with --cluster (default: host name and process id)",
+    )
+    p.add_argument(
+        "--lease",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="with --cluster: a node silent this long is dead and its users leave (default 3)",
+    )
+    p.add_argument(
         "--log-level",
         type=str.lower,
         default="info",
@@ -334,8 +360,24 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         needed.append("trio")
     if args.uvloop:
         needed.append("uvloop")
+    if args.cluster is not None:
+        needed.append("cluster")
+    elif args.node_id is not None:
+        parser.error("--node-id goes with --cluster")
     if not all(_require(extra) for extra in needed):
         return 1
+    cluster = None
+    if args.cluster is not None:
+        try:
+            cluster = ClusterConfig.from_url(
+                args.cluster,
+                node_id=args.node_id or _default_node_id(),
+                incarnation=secrets.token_hex(8),
+                lease=args.lease,
+                claim_timeout=max(5.0, args.lease * 5 / 3),
+            )
+        except ValueError as exc:
+            parser.error(str(exc))
 
     configure_logging(args.log_level, args.log_format)
     try:
@@ -354,10 +396,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     flavour = args.backend
     if args.backend == "anyio":
         flavour += f"/{args.anyio_backend}" + ("+uvloop" if args.uvloop else "")
+    node = "" if cluster is None else f", cluster node {cluster.node_id}"
     # Imported before the banner: a broken install fails before it claims to serve.
     adapter = importlib.import_module(f"chatproto.adapters.{args.backend}")
     address = format_address(bound_host, bound_port)
-    print(f"chatproto-serve listening on {address} (backend {flavour})", flush=True)
+    print(f"chatproto-serve listening on {address} (backend {flavour}{node})", flush=True)
     shutdown = ShutdownSignals(lambda: observer.open_connections)
     observer = LoggingObserver(shutdown)
     if args.backend == "anyio":
@@ -367,11 +410,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             observer=observer,
             anyio_backend=args.anyio_backend,
             use_uvloop=args.uvloop,
+            cluster=cluster,
         )
     else:
-        adapter.run(sock, config, observer=observer)
+        adapter.run(sock, config, observer=observer, cluster=cluster)
     log.info("stopped")
     return 0
+
+
+def _default_node_id() -> str:
+    """``<host>-<pid>``: unique among the processes of one cluster, readable in Redis."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40] or "node"
+    return f"{host}-{os.getpid()}"
 
 
 def format_address(host: str, port: int) -> str:

@@ -712,6 +712,8 @@ class TestContext:
     #: The liveness check (seconds a fresh connection took to be answered;
     #: raises :class:`ServerUnresponsive`). Set by the runner.
     liveness: Callable[[], float] | None = None
+    #: A cluster's nodes: connections go to them in turn (``address`` is the first).
+    spread: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         self.dialect = self.probed.for_strict() if self.settings.strict else self.probed
@@ -793,6 +795,10 @@ class TestContext:
         address: tuple[str, int] | None = None,
     ) -> Conn:
         """Open a connection (and read the dialect's banner, if it has one)."""
+        if address is None and self.spread:
+            address = self.spread[
+                sum(1 for c in self.conns if c.label != "sync") % len(self.spread)
+            ]
         try:
             wire = LineSocket.connect(
                 address or self.address,

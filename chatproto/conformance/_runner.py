@@ -298,12 +298,13 @@ class Runner:
             transcript=Transcript(),
             owned_names=_vector_names(check),
             server=instance
-            if isinstance(instance, CommandTarget) and "own-server" in check.needs
+            if hasattr(instance, "terminate") and "own-server" in check.needs
             else None,
             hard_end=time.monotonic() + check.budget * self.options.budget_factor,
             graceful_cleanup=check.source == "vectors",
             cleanup_wait=0.1 if self._closes_half_closed is False else 1.0,
             liveness=liveness,
+            spread=getattr(instance, "addresses", ()),
         )
         result = self._execute(check, ctx, base)
         if not ctx.cleanup() and self._closes_half_closed is None:
@@ -488,7 +489,8 @@ class Runner:
 
     @staticmethod
     def _can_vary(target: Target, setting: str) -> bool:
-        return isinstance(target, CommandTarget) and target.has_placeholder(setting)
+        has_placeholder = getattr(target, "has_placeholder", None)  # a CommandTarget, a cluster
+        return has_placeholder is not None and bool(has_placeholder(setting))
 
     @staticmethod
     def _can_unthrottle(target: Target) -> bool:

@@ -27,6 +27,7 @@ from types import FrameType
 from chatproto.cli._version import add_version_option
 
 from ._catalogue import catalogue, find, select
+from ._cluster_target import add_cluster_arguments, make_cluster_target
 from ._dialect import VARIANTS
 from ._expectations import Expectations, ExpectationsError
 from ._matrix import render_matrix
@@ -93,6 +94,7 @@ def _add_target(p: argparse.ArgumentParser) -> None:
         help="the server picks its port and prints HOST:PORT (the suite does not choose {port})",
     )
     p.add_argument("--startup-timeout", type=float, default=20.0, metavar="S", help="default 20")
+    add_cluster_arguments(p)
     p.add_argument(
         "--timeout",
         type=float,
@@ -248,6 +250,12 @@ class UsageError(Exception):
 
 def make_target(args: argparse.Namespace) -> Target:
     """The target the arguments name; :class:`UsageError` unless exactly one."""
+    try:
+        cluster = make_cluster_target(args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if cluster is not None:
+        return cluster
     given = [x for x in (args.target, args.server_cmd, args.backend) if x]
     if len(given) != 1:
         raise UsageError(

@@ -1,7 +1,7 @@
 """Any interleaving of nodes, bus deliveries and time keeps the cluster's promises.
 
 Hypothesis plays random stories on two or three nodes over the in-memory
-Redis (tests/cluster_model.py): clients connect anywhere, log in with names
+Redis (tests/core/cluster_model.py): clients connect anywhere, log in with names
 that collide (case-insensitively), send MSG, DM, WHO, QUIT or vanish; each
 node's bytes reach Redis, and Redis's answers reach each node, whenever the
 story says; time moves. Then everything in flight is delivered, and the

@@ -8,7 +8,7 @@ wires N nodes to it; a test decides when each node's bytes reach the model
 (``flush``) and when each node reads what the model sent (``deliver``), so
 any interleaving of the nodes, the bus and time can be played.
 
-The scripts' real Lua runs against a real Redis in tests/test_cluster_live.py;
+The scripts' real Lua runs against a real Redis in tests/live/test_cluster_live.py;
 this model checks the state machine that drives them.
 """
 

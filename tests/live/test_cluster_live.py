@@ -13,11 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from chatproto.adapters import FLAVOURS
+from tests import REPO
 
 from .cluster_live import LinkProxy, RedisProcess, kill9, needs_redis, nodes, redis_server
 from .live_server import Client
@@ -172,7 +172,7 @@ def test_a_cut_link_loses_the_users_and_a_name_claimed_meanwhile() -> None:
 
 
 def test_the_example_starts_a_cluster_with_one_command() -> None:
-    script = Path(__file__).resolve().parents[1] / "examples" / "cluster" / "run_cluster.py"
+    script = REPO / "examples" / "cluster" / "run_cluster.py"
     proc = subprocess.Popen(
         [sys.executable, str(script), "--redis-port", "0", "--base-port", "0", "--lease", "1"],
         stdout=subprocess.PIPE,

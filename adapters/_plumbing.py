@@ -375,6 +375,7 @@ class DrainPass(CoreLink):
     runs a callback later.
     """
 
+    # CoreLink's parameters, passed on.
     def __init__(
         self,
         config: ServerConfig | None,

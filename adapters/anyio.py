@@ -56,6 +56,7 @@ class _Connection:
 class StreamServer(CoreLink):
     """Serves one :class:`~chatproto.ChatServer` on anyio streams (any anyio backend)."""
 
+    # The parameters every server class takes (as CoreLink's): the data paths are twins.
     def __init__(
         self,
         config: ServerConfig | None = None,
@@ -236,6 +237,7 @@ class AnyioServer:
     asyncio (and uvloop), :class:`StreamServer` on any other anyio backend.
     """
 
+    # The parameters every server class takes (as CoreLink's): the data paths are twins.
     def __init__(
         self,
         config: ServerConfig | None = None,

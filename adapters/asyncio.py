@@ -152,6 +152,7 @@ class _Connection(asyncio.Protocol):
 class TransportServer(DrainPass):
     """Serves one :class:`~chatproto.ChatServer` on an asyncio (or uvloop) loop."""
 
+    # The parameters every server class takes (as CoreLink's): the data paths are twins.
     def __init__(
         self,
         config: ServerConfig | None = None,

@@ -81,6 +81,7 @@ class _Connection:
 class GeventServer(DrainPass):
     """Serves one :class:`~chatproto.ChatServer` with gevent. ``serve(sock)`` blocks."""
 
+    # The parameters every server class takes (as CoreLink's): the data paths are twins.
     def __init__(
         self,
         config: ServerConfig | None = None,

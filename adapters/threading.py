@@ -60,6 +60,7 @@ class _Connection:
 class ThreadingServer(CoreLink):
     """Serves one :class:`~chatproto.ChatServer` with threads. ``serve(sock)`` blocks."""
 
+    # The parameters every server class takes (as CoreLink's): the data paths are twins.
     def __init__(
         self,
         config: ServerConfig | None = None,

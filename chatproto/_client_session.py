@@ -81,6 +81,7 @@ class ClientState(Enum):
 #: its ERR goes back to connected; QUIT sent or the end of stream close it, for
 #: good. What the server sends never raises: a reply that fits no transition
 #: (an OK for a LOGIN after QUIT was sent) leaves the state as it is.
+# The same form as the server session's table (one dict per state machine).
 TRANSITIONS: Final[dict[tuple[ClientState, str], ClientState]] = {
     (ClientState.CONNECTED, "login_sent"): ClientState.LOGGING_IN,
     (ClientState.LOGGING_IN, "login_accepted"): ClientState.LOGGED_IN,

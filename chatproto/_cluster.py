@@ -402,6 +402,7 @@ class ClusterServer(ChatServer, ClusterLink):
             self._send(publish(self._pub, b"M " + self._node_b + b" " + line), IGNORE_REPLY)
         return sent
 
+    # ChatServer._begin_close's signature: the override adds the release in Redis.
     def _begin_close(
         self,
         c: Connection,

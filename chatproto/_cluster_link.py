@@ -165,7 +165,9 @@ class ClusterLink:
     _next_id: int
     _shutting_down: bool
 
-    # What ClusterServer and ChatServer provide (found before these in the MRO).
+    # What ClusterServer and ChatServer provide (found before these in the MRO),
+    # declared with the signatures of the methods that define them, for the
+    # type checker: a mixin has no other way to say what it calls.
     def _bus_id(self) -> ConnId:
         raise NotImplementedError
 

@@ -46,6 +46,7 @@ from chatproto.adapters import BACKENDS  # names only: no runtime is imported
 
 from ._env import apply_environment
 from ._logging import LOG_FORMATS, LOG_LEVELS, configure_logging
+from ._serve_tls import add_tls_options, server_tls
 from ._shutdown import ShutdownSignals
 from ._version import add_version_option
 
@@ -147,8 +148,10 @@ class LoggingObserver:
                     event.reason.value,
                 )
             elif isinstance(event, ConnectionClosed):
-                self._peers.pop(event.conn, None)
+                known = self._peers.pop(event.conn, None)
                 self._users.pop(event.conn, None)
+                if known is None and event.reason is CloseReason.SERVER_FULL:
+                    continue  # a refusal carried over TLS: it was logged as refused
                 level = (
                     logging.WARNING if event.reason is CloseReason.SLOW_CONSUMER else logging.INFO
                 )
@@ -306,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LOG_FORMATS,
         help="text (default): time, level, logger, message; json: one object per line",
     )
+    add_tls_options(p)
     add_version_option(p)
     return p
 
@@ -378,6 +382,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             )
         except ValueError as exc:
             parser.error(str(exc))
+    tls = server_tls(args, parser)
 
     configure_logging(args.log_level, args.log_format)
     try:
@@ -400,7 +405,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # Imported before the banner: a broken install fails before it claims to serve.
     adapter = importlib.import_module(f"chatproto.adapters.{args.backend}")
     address = format_address(bound_host, bound_port)
-    print(f"chatproto-serve listening on {address} (backend {flavour}{node})", flush=True)
+    scheme = "" if tls is None else ", TLS"
+    print(f"chatproto-serve listening on {address} (backend {flavour}{node}{scheme})", flush=True)
     shutdown = ShutdownSignals(lambda: observer.open_connections)
     observer = LoggingObserver(shutdown)
     if args.backend == "anyio":
@@ -411,9 +417,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             anyio_backend=args.anyio_backend,
             use_uvloop=args.uvloop,
             cluster=cluster,
+            tls=tls,
         )
     else:
-        adapter.run(sock, config, observer=observer, cluster=cluster)
+        adapter.run(sock, config, observer=observer, cluster=cluster, tls=tls)
     log.info("stopped")
     return 0
 

@@ -132,6 +132,11 @@ class TlsStream:
             pass  # the session is broken already: there is nothing to say
 
     @property
+    def version(self) -> str:
+        """The protocol version agreed (``TLSv1.3``), or ``""`` before the handshake."""
+        return self._obj.version() or ""
+
+    @property
     def wants_write(self) -> bool:
         """Whether :meth:`data_to_send` has bytes."""
         return self._outgoing.pending > 0

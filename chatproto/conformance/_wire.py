@@ -12,7 +12,7 @@ that made it.
 Over TLS (``tls://`` targets, ``--tls``) the same socket carries a
 :class:`chatproto.tls.TlsStream`: every byte sent is encrypted first and every
 byte read decrypted, so the tests see lines either way. A half-close is our
-close_notify followed by FIN; a reset is still a reset.
+close_notify (TCP stays open); a reset is still a reset.
 """
 
 from __future__ import annotations
@@ -441,15 +441,20 @@ class LineSocket:
     # ---------------------------------------------------------------- close
 
     def shutdown_write(self, *, note: bool = True) -> None:
-        """Half-close: we will send nothing more (over TLS: our close_notify, then FIN)."""
+        """Half-close: we will send nothing more.
+
+        Over TLS that is our close_notify alone, as TLS 1.3 defines a
+        half-close: TCP stays open both ways until the server closes.
+        """
         if note:
             self.record.note(self.label, "half-close (shutdown of the sending side)")
         try:
-            if self.tls is not None:
-                self.tls.close()
-                self.sock.settimeout(max(0.01, self.hard_end - time.monotonic()))
-                self.sock.sendall(self.tls.data_to_send())
-            self.sock.shutdown(socket.SHUT_WR)
+            if self.tls is None:
+                self.sock.shutdown(socket.SHUT_WR)
+                return
+            self.tls.close()
+            self.sock.settimeout(max(0.01, self.hard_end - time.monotonic()))
+            self.sock.sendall(self.tls.data_to_send())
         except OSError:
             pass
 

@@ -10,6 +10,7 @@ import itertools
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -106,13 +107,17 @@ class Client:
 
     _tokens = itertools.count()
 
-    def __init__(self, port: int, rcvbuf: int | None = None) -> None:
+    def __init__(
+        self, port: int, rcvbuf: int | None = None, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(DEADLINE)
         self.sock.connect(("127.0.0.1", port))
+        if tls is not None:  # over TLS: the handshake is part of connecting
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.buf = b""
         self.eof = False
 

@@ -1,0 +1,242 @@
+"""TLS: the sans-IO stream, chatproto-serve's options, the handshake bound, and the suite over TLS.
+
+The certificates are made for the test run with trustme (no key is ever
+committed). Every flavour is tested through the command a user runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chatproto.adapters import FLAVOURS
+from chatproto.conformance.cli import main as conformance
+from chatproto.tls import ThrowawayCertificate, TlsStream, client_context, server_context
+
+from .live_server import DEADLINE, Client, running_server
+
+pytest.importorskip("trustme")
+
+
+@pytest.fixture(scope="module")
+def cert() -> Iterator[ThrowawayCertificate]:
+    made = ThrowawayCertificate()
+    yield made
+    made.close()
+
+
+def tls_args(cert: ThrowawayCertificate) -> list[str]:
+    return ["--tls-cert", cert.cert_file, "--tls-key", cert.key_file]
+
+
+# ------------------------------------------------------------ TlsStream
+
+
+def connected_pair(
+    cert: ThrowawayCertificate, *, split: bool = False
+) -> tuple[TlsStream, TlsStream, bytes]:
+    """A server and a client stream after their handshake; the plaintext the server got."""
+    server = TlsStream(server_context(cert.cert_file, cert.key_file), server_side=True)
+    client = TlsStream(cert.client_context(), server_side=False, server_hostname="127.0.0.1")
+    client.start()
+    got = b""
+    for _ in range(10):
+        data = client.data_to_send()
+        chunks = [data[i : i + 1] for i in range(len(data))] if split else [data]
+        for chunk in chunks:
+            got += server.receive(chunk)
+        back = server.data_to_send()
+        for chunk in [back[i : i + 1] for i in range(len(back))] if split else [back]:
+            assert client.receive(chunk) == b""
+        if client.established and server.established and not client.wants_write:
+            return server, client, got
+    raise AssertionError("the handshake did not finish")
+
+
+def exchange(sender: TlsStream, receiver: TlsStream, data: bytes) -> bytes:
+    sender.send(data)
+    return receiver.receive(sender.data_to_send())
+
+
+def test_stream_carries_lines_both_ways(cert: ThrowawayCertificate) -> None:
+    server, client, early = connected_pair(cert)
+    assert early == b""
+    assert client.version.startswith("TLSv1.")
+    assert exchange(client, server, b"LOGIN ann\nPING x\n") == b"LOGIN ann\nPING x\n"
+    assert exchange(server, client, b"OK\nPONG x\n") == b"OK\nPONG x\n"
+
+
+def test_stream_handshake_and_records_split_byte_by_byte(cert: ThrowawayCertificate) -> None:
+    server, client, _ = connected_pair(cert, split=True)
+    client.send(b"MSG hello\n")
+    wire = client.data_to_send()
+    got = b"".join(server.receive(wire[i : i + 1]) for i in range(len(wire)))
+    assert got == b"MSG hello\n"
+
+
+def test_stream_half_close_lets_the_other_side_answer(cert: ThrowawayCertificate) -> None:
+    server, client, _ = connected_pair(cert)
+    client.send(b"PING last\n")
+    client.close()  # close_notify after the line: a half-close
+    assert client.closed
+    assert server.receive(client.data_to_send()) == b"PING last\n"
+    assert server.peer_closed
+    assert exchange(server, client, b"PONG last\n") == b"PONG last\n"
+    server.close()
+    assert client.receive(server.data_to_send()) == b""
+    assert client.peer_closed
+    with pytest.raises(RuntimeError):
+        client.send(b"too late\n")
+
+
+def test_stream_refuses_a_plaintext_peer(cert: ThrowawayCertificate) -> None:
+    server = TlsStream(server_context(cert.cert_file, cert.key_file), server_side=True)
+    with pytest.raises(ssl.SSLError):
+        server.receive(b"LOGIN ann\n" * 10)
+
+
+def test_stream_client_checks_the_authority_and_the_name(cert: ThrowawayCertificate) -> None:
+    server_ctx = server_context(cert.cert_file, cert.key_file)
+    for context, name in (
+        (client_context(), "127.0.0.1"),  # the system's CAs do not know ours
+        (cert.client_context(), "chat.example"),  # ours, but not that name
+    ):
+        server = TlsStream(server_ctx, server_side=True)
+        client = TlsStream(context, server_side=False, server_hostname=name)
+        client.start()
+        server.receive(client.data_to_send())
+        with pytest.raises(ssl.SSLCertVerificationError):
+            client.receive(server.data_to_send())
+    insecure = TlsStream(
+        client_context(insecure=True), server_side=False, server_hostname="chat.example"
+    )
+    insecure.start()
+    server = TlsStream(server_ctx, server_side=True)
+    server.receive(insecure.data_to_send())
+    insecure.receive(server.data_to_send())
+    assert insecure.established
+
+
+# ------------------------------------------------------ chatproto-serve
+
+
+def serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chatproto", "--port", "0", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=env,
+    )
+
+
+def test_serve_wants_certificate_and_key_together(cert: ThrowawayCertificate) -> None:
+    done = serve("--tls-cert", cert.cert_file)
+    assert done.returncode == 2
+    assert "--tls-cert and --tls-key go together" in done.stderr
+
+
+def test_serve_says_in_one_line_why_a_certificate_does_not_load(
+    cert: ThrowawayCertificate, tmp_path: Path
+) -> None:
+    missing = str(tmp_path / "nowhere.pem")
+    for cert_file, key_file in ((missing, cert.key_file), (cert.cert_file, cert.ca_file)):
+        done = serve("--tls-cert", cert_file, "--tls-key", key_file)
+        assert done.returncode == 1
+        assert done.stderr.startswith("chatproto-serve: cannot load the TLS certificate")
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_serve_takes_tls_from_the_environment(cert: ThrowawayCertificate) -> None:
+    env = dict(os.environ, CHATPROTO_TLS_CERT=cert.cert_file, CHATPROTO_TLS_KEY=cert.key_file)
+    with running_server(["--backend", "threading"], env=env) as server:
+        assert "TLS" in server.banner
+        ann = Client(server.port, tls=cert.client_context()).login("ann")
+        assert ann.sync() == []
+        ann.close()
+        code, err = server.stop()
+        assert code == 0, err
+
+
+# ------------------------------------------------------- every flavour
+
+
+@pytest.fixture(params=list(FLAVOURS))
+def flavour(request: pytest.FixtureRequest) -> list[str]:
+    return list(FLAVOURS[request.param])
+
+
+def test_a_handshake_never_finished_is_timed_out_like_an_idle_client(
+    flavour: list[str], cert: ThrowawayCertificate
+) -> None:
+    """Silent TCP, half a ClientHello, and plain text never block anyone; idle ones are closed."""
+    idle = 1.0
+    args = [*flavour, *tls_args(cert), "--idle-timeout", "1", "--close-timeout", "1"]
+    with running_server(args) as server:
+        started = time.monotonic()
+        silent = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+        stalled = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+        stalled.sendall(b"\x16\x03\x01\x02\x00\x01")  # a record header and one byte: then nothing
+        plain = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+        plain.sendall(b"LOGIN plain\n")
+        # Meanwhile a TLS client is served at once.
+        ann = Client(server.port, tls=cert.client_context()).login("ann")
+        assert ann.sync() == []
+        # Plain text is not TLS: that connection ends at once (reset or close).
+        try:
+            assert plain.recv(100) == b""
+        except ConnectionResetError:
+            pass
+        for sock in (silent, stalled):
+            try:
+                assert sock.recv(100) == b""  # closed, with nothing written
+            except ConnectionResetError:
+                pass
+            # Not before the idle timeout: the core's idle timer closed it.
+            assert time.monotonic() - started >= idle * 0.9
+        server.wait_logged("reason=idle-timeout")
+        bea = Client(server.port, tls=cert.client_context()).login("bea")
+        assert bea.sync() == []
+        for sock in (silent, stalled, plain):
+            sock.close()
+        bea.close()
+        ann.close()
+        code, err = server.stop()
+        assert code == 0, err
+        assert "Traceback" not in err
+
+
+def conformance_args(flavour: list[str]) -> list[str]:
+    """The suite's arguments that start ``chatproto-serve`` with ``flavour``, flood control off.
+
+    The strict profile pipelines thousands of lines; flood control would only
+    delay them (tests/test_conformance_backends.py says why).
+    """
+    backend, rest = flavour[1], flavour[2:]
+    return ["--backend", backend, f"--serve-args={' '.join([*rest, '--flood-rate', '0'])}"]
+
+
+def test_the_strict_profile_passes_over_tls(flavour: list[str], tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    args = [*conformance_args(flavour), "--tls", "--profile", "strict"]
+    code = conformance(["run", *args, "--json", str(report), "-q"])
+    data = json.loads(report.read_text("utf-8"))
+    bad = [(r["id"], r["reason"]) for r in data["results"] if r["outcome"] != "PASS"]
+    assert code == 0 and not bad, bad
+    assert "over TLS" in data["target"]
+    outcomes = {r["id"]: r["outcome"] for r in data["results"]}
+    # Server full (a refusal needs a handshake), half-close (close_notify),
+    # idle timeout and shutdown, over TLS.
+    for test_id in ("LIM-51", "ROB-54", "IDL-51", "SHD-51"):
+        assert outcomes[test_id] == "PASS"

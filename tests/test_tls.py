@@ -6,7 +6,6 @@ committed). Every flavour is tested through the command a user runs.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import ssl
@@ -19,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from chatproto.adapters import FLAVOURS
-from chatproto.conformance.cli import main as conformance
 from chatproto.tls import ThrowawayCertificate, TlsStream, client_context, server_context
 
 from .live_server import DEADLINE, Client, running_server
+from .suite_runs import RunPool
 
 pytest.importorskip("trustme")
 
@@ -162,7 +161,7 @@ def test_serve_takes_tls_from_the_environment(cert: ThrowawayCertificate) -> Non
     env = dict(os.environ, CHATPROTO_TLS_CERT=cert.cert_file, CHATPROTO_TLS_KEY=cert.key_file)
     with running_server(["--backend", "threading"], env=env) as server:
         assert "TLS" in server.banner
-        ann = Client(server.port, tls=cert.client_context()).login("ann")
+        ann = Client.over_tls(server.port, cert.client_context()).login("ann")
         assert ann.sync() == []
         ann.close()
         code, err = server.stop()
@@ -191,7 +190,7 @@ def test_a_handshake_never_finished_is_timed_out_like_an_idle_client(
         plain = socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
         plain.sendall(b"LOGIN plain\n")
         # Meanwhile a TLS client is served at once.
-        ann = Client(server.port, tls=cert.client_context()).login("ann")
+        ann = Client.over_tls(server.port, cert.client_context()).login("ann")
         assert ann.sync() == []
         # Plain text is not TLS: that connection ends at once (reset or close).
         try:
@@ -206,7 +205,7 @@ def test_a_handshake_never_finished_is_timed_out_like_an_idle_client(
             # Not before the idle timeout: the core's idle timer closed it.
             assert time.monotonic() - started >= idle * 0.9
         server.wait_logged("reason=idle-timeout")
-        bea = Client(server.port, tls=cert.client_context()).login("bea")
+        bea = Client.over_tls(server.port, cert.client_context()).login("bea")
         assert bea.sync() == []
         for sock in (silent, stalled, plain):
             sock.close()
@@ -217,26 +216,34 @@ def test_a_handshake_never_finished_is_timed_out_like_an_idle_client(
         assert "Traceback" not in err
 
 
-def conformance_args(flavour: list[str]) -> list[str]:
-    """The suite's arguments that start ``chatproto-serve`` with ``flavour``, flood control off.
+def conformance_target(flavour: tuple[str, ...]) -> list[str]:
+    """``chatproto-serve`` arguments of a flavour as ``chatproto-conformance`` target options.
 
-    The strict profile pipelines thousands of lines; flood control would only
-    delay them (tests/test_conformance_backends.py says why).
+    The suite turns flood control off for the strict profile by itself.
     """
-    backend, rest = flavour[1], flavour[2:]
-    return ["--backend", backend, f"--serve-args={' '.join([*rest, '--flood-rate', '0'])}"]
+    rest = " ".join(flavour[2:])
+    return ["--backend", flavour[1], *([f"--serve-args={rest}"] if rest else [])]
 
 
-def test_the_strict_profile_passes_over_tls(flavour: list[str], tmp_path: Path) -> None:
-    report = tmp_path / "report.json"
-    args = [*conformance_args(flavour), "--tls", "--profile", "strict"]
-    code = conformance(["run", *args, "--json", str(report), "-q"])
-    data = json.loads(report.read_text("utf-8"))
-    bad = [(r["id"], r["reason"]) for r in data["results"] if r["outcome"] != "PASS"]
-    assert code == 0 and not bad, bad
-    assert "over TLS" in data["target"]
-    outcomes = {r["id"]: r["outcome"] for r in data["results"]}
-    # Server full (a refusal needs a handshake), half-close (close_notify),
-    # idle timeout and shutdown, over TLS.
+@pytest.fixture(scope="module")
+def strict_runs() -> Iterator[RunPool]:
+    """The strict profile over TLS on every flavour, started at once, a few at a time."""
+    wanted = {
+        name: ["run", *conformance_target(args), "--tls", "--profile", "strict", "-q"]
+        for name, args in FLAVOURS.items()
+    }
+    pool = RunPool(wanted, workers=3)
+    yield pool
+    pool.close()
+
+
+@pytest.mark.parametrize("name", list(FLAVOURS))
+def test_the_strict_profile_passes_over_tls(strict_runs: RunPool, name: str) -> None:
+    got = strict_runs[name]
+    assert got.code == 0, f"{name}: {got.bad()}\n{got.text[-3000:]}"
+    assert "over TLS" in got.report["target"]
+    assert set(got.outcomes.values()) == {"PASS"}, got.bad()
+    # Server full (a refusal needs a handshake), half-close (close_notify
+    # alone), idle timeout and shutdown, over TLS.
     for test_id in ("LIM-51", "ROB-54", "IDL-51", "SHD-51"):
-        assert outcomes[test_id] == "PASS"
+        assert got.outcomes[test_id] == "PASS"

@@ -107,19 +107,22 @@ class Client:
 
     _tokens = itertools.count()
 
-    def __init__(
-        self, port: int, rcvbuf: int | None = None, tls: ssl.SSLContext | None = None
-    ) -> None:
+    def __init__(self, port: int, rcvbuf: int | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.settimeout(DEADLINE)
         self.sock.connect(("127.0.0.1", port))
-        if tls is not None:  # over TLS: the handshake is part of connecting
-            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.buf = b""
         self.eof = False
+
+    @classmethod
+    def over_tls(cls, port: int, context: ssl.SSLContext) -> Client:
+        """A client that speaks TLS (the handshake is part of connecting)."""
+        client = cls(port)
+        client.sock = context.wrap_socket(client.sock, server_hostname="127.0.0.1")
+        return client
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

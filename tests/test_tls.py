@@ -22,6 +22,7 @@ from chatproto.tls import ThrowawayCertificate, TlsStream, client_context, serve
 
 from .live_server import DEADLINE, Client, running_server
 from .suite_runs import RunPool
+from .test_examples import running
 
 pytest.importorskip("trustme")
 
@@ -247,3 +248,35 @@ def test_the_strict_profile_passes_over_tls(strict_runs: RunPool, name: str) -> 
     # alone), idle timeout and shutdown, over TLS.
     for test_id in ("LIM-51", "ROB-54", "IDL-51", "SHD-51"):
         assert got.outcomes[test_id] == "PASS"
+
+
+# ------------------------------------------------------------ the tools
+
+
+def chat(port: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "chatproto.cli.chat", "127.0.0.1", str(port), *args]
+
+
+def test_chat_over_tls_verifies_the_server_then_chats(cert: ThrowawayCertificate) -> None:
+    with running_server(["--backend", "threading", *tls_args(cert)]) as server:
+        # Our throwaway CA is nobody's: the system's trust store refuses it.
+        with running(chat(server.port, "--tls", "--name", "eve", "--plain")) as refused:
+            refused.wait_for(r"cannot connect to 127\.0\.0\.1:\d+: certificate verification failed")
+            assert refused.exit_status() == 2
+        bob = Client.over_tls(server.port, cert.client_context()).login("bob")
+        command = chat(server.port, "--tls", "--tls-ca", cert.ca_file, "--name", "alice", "--plain")
+        with running(command, stdin=subprocess.PIPE) as alice:
+            alice.wait_for(r"connected to 127\.0\.0\.1:\d+ over TLSv1\.[23]")
+            alice.wait_for(r"\*\* logged in as alice$")
+            bob.expect("INFO alice joined")
+            stdin = alice.popen.stdin
+            assert stdin is not None
+            stdin.write(b"hello over tls\n/ping\n/quit\n")
+            stdin.flush()
+            alice.wait_for(r"\*\* pong from the server in \d+\.\d ms$")
+            assert alice.exit_status() == 0
+        bob.expect("MSG alice hello over tls", "INFO alice disconnected")
+        bob.close()
+        code, err = server.stop()
+        assert code == 0, err
+        assert "reason=quit" in err  # alice said QUIT; the close was not a loss

@@ -6,6 +6,7 @@ committed). Every flavour is tested through the command a user runs.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -280,3 +281,27 @@ def test_chat_over_tls_verifies_the_server_then_chats(cert: ThrowawayCertificate
         code, err = server.stop()
         assert code == 0, err
         assert "reason=quit" in err  # alice said QUIT; the close was not a loss
+
+
+def bench(port: int, scenario: str, *args: str) -> dict[str, object]:
+    argv = [sys.executable, "-m", "chatproto.bench.cli", scenario, "--port", str(port)]
+    argv += ["--clients", "6", "--duration", "0.5", "--warmup", "0.2", "--json", "-q", *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize("scenario", ["pingpong", "fanout", "connect"])
+def test_bench_over_tls(cert: ThrowawayCertificate, scenario: str) -> None:
+    """The load generator's non-blocking sockets speak TLS (a TlsStream each)."""
+    with running_server(["--backend", "gevent", "--flood-rate", "0", *tls_args(cert)]) as server:
+        result = bench(server.port, scenario, "--tls", "--tls-ca", cert.ca_file)
+        assert result["ok"], result
+        assert result["logins_ok"] == 6
+        assert result["disconnects"] == 0
+        # Without our CA the server is not trusted: no connection is made.
+        refused = bench(server.port, "pingpong", "--tls")
+        assert not refused["ok"]
+        assert refused["connect_errno"] == {"EPROTO": 6}
+        code, err = server.stop()
+        assert code == 0, err

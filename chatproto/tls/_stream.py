@@ -78,19 +78,22 @@ class TlsStream:
         self._incoming.write(data)
         if not self.established and not self._handshake():
             return b""
+        obj, incoming = self._obj, self._incoming
         chunks = []
         try:
             while True:
-                chunk = self._obj.read(_READ)
+                chunk = obj.read(_READ)
                 if not chunk:  # close_notify (after ours, Python raises instead)
                     self.peer_closed = True
                     break
                 chunks.append(chunk)
+                if not incoming.pending and not obj.pending():
+                    break  # all read: spare the exception a further read would raise
         except ssl.SSLWantReadError:
-            pass
+            pass  # a partial record: the rest comes with the next receive
         except ssl.SSLZeroReturnError:
             self.peer_closed = True
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def receive_eof(self) -> None:
         """The TCP stream ended: the peer sends nothing more, close_notify or not.

@@ -203,6 +203,8 @@ class CoreLink:
             self.core = self.cluster = ClusterServer(config, cluster, message_events=events)
         self.observer = observer
         self.backoff = AcceptBackoff(observer)
+        if observer is not None:
+            observer.serving(self.core.counters)
         #: The Redis connection being dialled or served, and its parser.
         self.bus_conn: ConnId | None = None
         self.bus_parser: BusParser | None = None

@@ -225,7 +225,7 @@ class MetricsObserver:
         )
         yield counters_by(
             "input_pauses",
-            "Times the server stopped reading a connection, by cause (flood control).",
+            "Times the server stopped reading a connection, by cause (flow control).",
             "cause",
             self.pauses,
         )

@@ -179,9 +179,10 @@ class StreamServer(CoreLink):
                 if tls.peer_closed:
                     raise anyio.EndOfStream  # its close_notify
         except anyio.EndOfStream:
+            feed(core.receive_eof, conn, self.clock())
             if tls is not None:
                 tls.receive_eof()
-            feed(core.receive_eof, conn, self.clock())
+                c.wake.set()  # a handshake that can no longer finish is done
             if core.close_mode(conn) is not _OPEN:
                 return  # the writer flushes and closes
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):

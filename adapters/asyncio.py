@@ -200,7 +200,9 @@ class _TlsConnection(_Connection):
 
     def eof_received(self) -> bool:
         self.tls.receive_eof()
-        return super().eof_received()
+        keep_open = super().eof_received()
+        self.flush()  # a handshake that can no longer finish is done
+        return keep_open
 
 
 class TransportServer(DrainPass):

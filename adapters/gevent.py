@@ -206,6 +206,8 @@ class GeventServer(DrainPass):
         elif not c.peer_done:
             c.peer_done = True
             self.feed(self.core.receive_eof, c.conn, self.clock())
+            if c.tls is not None:
+                self._flush(c)  # a handshake that can no longer finish is done
 
     def _connected(self, dial: BusDial, sock: socket.socket, timed_out: bool = False) -> None:
         """Cluster mode: the connect to Redis finished (or timed out)."""

@@ -172,9 +172,10 @@ class ThreadingServer(CoreLink):
                 if len(data) == RECV_SIZE:
                     time.sleep(0)  # more is waiting: the others get the lock first
             with lock:
+                self.feed(core.receive_eof, conn, clock())
                 if tls is not None:
                     tls.receive_eof()
-                self.feed(core.receive_eof, conn, clock())
+                    self._flush(conn)  # a handshake that can no longer finish is done
             c.closed.wait()  # the writer flushes, then shuts the socket down
         except OSError:
             pass

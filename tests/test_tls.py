@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import socket
 import ssl
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from chatproto.adapters import FLAVOURS
+from chatproto.adapters._tls import TLS_REFUSALS
 from chatproto.tls import ThrowawayCertificate, TlsStream, client_context, server_context
 
 from .live_server import DEADLINE, Client, running_server
@@ -303,5 +305,55 @@ def test_bench_over_tls(cert: ThrowawayCertificate, scenario: str) -> None:
         refused = bench(server.port, "pingpong", "--tls")
         assert not refused["ok"]
         assert refused["connect_errno"] == {"EPROTO": 6}
+        code, err = server.stop()
+        assert code == 0, err
+
+
+def test_refusals_over_tls_are_told_at_most_64_at_a_time(
+    flavour: list[str], cert: ThrowawayCertificate
+) -> None:
+    """Beyond the cap a connection flood is closed at once, unanswered: it costs nothing held."""
+    args = [
+        "--backend",
+        "threading",
+        *tls_args(cert),
+        "--max-clients",
+        "1",
+        "--close-timeout",
+        "30",
+    ]
+    with running_server(args) as server:
+        ann = Client.over_tls(server.port, cert.client_context()).login("ann")
+        flood = [
+            socket.create_connection(("127.0.0.1", server.port)) for _ in range(TLS_REFUSALS + 6)
+        ]
+        assert ann.sync() == []  # every connect of the flood was accepted before this
+        # The first 64 are held for their handshake (bounded by --close-timeout);
+        # the rest were closed at once, without a byte.
+        closed: set[socket.socket] = set()
+        selector = selectors.DefaultSelector()
+        for sock in flood:
+            selector.register(sock, selectors.EVENT_READ)
+        deadline = time.monotonic() + DEADLINE
+        while len(closed) < 6 and time.monotonic() < deadline:
+            for key, _ in selector.select(deadline - time.monotonic()):
+                gone = key.fileobj
+                assert isinstance(gone, socket.socket)
+                assert gone.recv(100) == b""
+                selector.unregister(gone)
+                closed.add(gone)
+        assert len(closed) == 6
+        assert selector.select(0.3) == []  # and nobody else: the others are held
+        selector.close()
+        # A held one still gets its ERR server-full, once it handshakes.
+        held = next(s for s in flood if s not in closed)
+        tls_held = cert.client_context().wrap_socket(held, server_hostname="127.0.0.1")
+        assert tls_held.recv(100).startswith(b"ERR server-full")
+        tls_held.close()
+        # Closed by their clients before a handshake, the held ones go at
+        # once, not after --close-timeout: the server stops in a moment.
+        for sock in flood:
+            sock.close()
+        ann.close()
         code, err = server.stop()
         assert code == 0, err

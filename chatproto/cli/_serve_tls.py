@@ -29,7 +29,7 @@ def add_tls_options(parser: argparse.ArgumentParser) -> None:
         "--tls-key",
         metavar="FILE",
         default=None,
-        help="the private key (PEM) of --tls-cert",
+        help="the private key (PEM) of --tls-cert (default: none, plain TCP)",
     )
 
 

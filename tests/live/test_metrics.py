@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 
 import chatproto
-from chatproto.adapters import FLAVOURS
 
 from .live_server import DEADLINE, ServerProcess, env_without, running_server
 
@@ -113,11 +112,6 @@ class Peer:
     def reset(self) -> None:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.sock.close()
-
-
-@pytest.fixture(params=list(FLAVOURS))
-def flavour(request: pytest.FixtureRequest) -> list[str]:
-    return list(FLAVOURS[request.param])
 
 
 def test_a_script_of_clients_is_counted_exactly(flavour: list[str]) -> None:

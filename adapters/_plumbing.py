@@ -2,10 +2,12 @@
 
 Owns: feeding the core and reporting its events to the observer, handing its
 news (read or not, write, close, timer) to the data path, turning refused
-connections away, backing off when accept fails for lack of resources, and the
-socket options every connection gets. Never knows a runtime: each data path
-(threading, gevent, asyncio transports, anyio streams) subclasses
-:class:`CoreLink` and supplies the four things that differ between runtimes.
+connections away (over TLS, a bounded number through their handshake), backing
+off when accept fails for lack of resources, each connection's TLS stream on a
+TLS server (``_tls.ServerTls``), and the socket options every connection
+gets. Never knows a runtime: each data path (threading, gevent, asyncio
+transports, anyio streams) subclasses :class:`CoreLink` and supplies the four
+things that differ between runtimes.
 """
 
 from __future__ import annotations

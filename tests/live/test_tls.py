@@ -265,3 +265,26 @@ def test_refusals_over_tls_are_told_at_most_64_at_a_time(
         ann.close()
         code, err = server.stop()
         assert code == 0, err
+
+
+def test_the_suite_reaches_a_running_server_over_tls(cert: ThrowawayCertificate) -> None:
+    """``tls://HOST:PORT`` with ``--tls-ca`` or ``--insecure``; an unknown CA is said at once."""
+
+    def suite(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "chatproto.conformance", "run", *args, "--only", "PNG-*"]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+    with running_server(["--backend", "anyio", *tls_args(cert)]) as server:
+        url = f"tls://127.0.0.1:{server.port}"
+        trusted = suite(url, "--tls-ca", cert.ca_file)
+        assert trusted.returncode == 0, trusted.stdout
+        assert f"target {url}" in trusted.stdout
+        assert suite(url, "--insecure").returncode == 0
+        unknown = suite(url)
+        assert unknown.returncode == 3
+        assert "certificate verification failed" in unknown.stdout + unknown.stderr
+        plain = suite(f"tcp://127.0.0.1:{server.port}", "--tls-ca", cert.ca_file)
+        assert plain.returncode == 2
+        assert "--tls-ca and --insecure go with tls://HOST:PORT" in plain.stderr
+        code, err = server.stop()
+        assert code == 0, err

@@ -20,9 +20,10 @@ Importing this package imports no runtime; import the module you need.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, Protocol
 
-from chatproto import ConnectionRefused, ConnId, ServerEvent
+from chatproto import ConnectionRefused, ConnId, ServerCounters, ServerEvent
 
 __all__ = ["BACKENDS", "FLAVOURS", "ServerObserver", "wants_message_events"]
 
@@ -55,6 +56,14 @@ class ServerObserver(Protocol):
 
     def listening(self, host: str, port: int) -> None:
         """The server accepts connections on ``host:port`` (the real port)."""
+
+    def serving(self, counters: Callable[[], ServerCounters]) -> None:
+        """The adapter built its core; ``counters()`` reads the core's totals.
+
+        Called once, before any connection. ``counters`` is
+        :meth:`chatproto.ChatServer.counters`: cheap to keep, O(connections)
+        to call, and safe to call from another thread (a metrics endpoint's).
+        """
 
     def connected(self, conn: ConnId, peer: str) -> None:
         """A connection was accepted from ``peer`` and given id ``conn``."""

@@ -2,15 +2,18 @@
 
 Owns: feeding the core and reporting its events to the observer, handing its
 news (read or not, write, close, timer) to the data path, turning refused
-connections away, backing off when accept fails for lack of resources, and the
-socket options every connection gets. Never knows a runtime: each data path
-(threading, gevent, asyncio transports, anyio streams) subclasses
-:class:`CoreLink` and supplies the four things that differ between runtimes.
+connections away (over TLS, a bounded number through their handshake), backing
+off when accept fails for lack of resources, each connection's TLS stream on a
+TLS server (``_tls.ServerTls``), and the socket options every connection
+gets. Never knows a runtime: each data path (threading, gevent, asyncio
+transports, anyio streams) subclasses :class:`CoreLink` and supplies the four
+things that differ between runtimes.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import time
 from collections.abc import Callable
@@ -28,10 +31,13 @@ from chatproto import (
     ServerEvent,
 )
 
-if TYPE_CHECKING:
-    from ._bus import BusParser
-
 from . import ServerObserver, wants_message_events
+from ._tls import TLS_REFUSALS, ServerTls
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ._bus import BusParser
 
 __all__ = [
     "ACCEPT_BATCH",
@@ -80,18 +86,21 @@ def prepare(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def turn_away(sock: socket.socket, refusal: ConnectionRefused, *, close: bool = True) -> None:
+def turn_away(
+    sock: socket.socket, refusal: ConnectionRefused, *, close: bool = True, say: bool = True
+) -> None:
     """Write the refusal line without blocking, then close at once (§13).
 
     What the client already sent is read and discarded first, so that the
     close is a FIN, not a reset that could destroy the line in flight. Never
     raises: a refused client that is already gone is simply gone.
     ``close=False`` leaves the closing to the caller (a stream that owns the
-    socket).
+    socket); ``say=False`` writes nothing (a TLS client could not read it).
     """
     try:
         sock.setblocking(False)
-        sock.send(refusal.data)
+        if say:
+            sock.send(refusal.data)
         sock.recv(RECV_SIZE)
     except OSError:
         pass
@@ -186,6 +195,7 @@ class CoreLink:
         config: ServerConfig | None,
         observer: ServerObserver | None,
         cluster: ClusterConfig | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         events = wants_message_events(observer)
         self.cluster: ClusterServer | None = None
@@ -195,9 +205,18 @@ class CoreLink:
             self.core = self.cluster = ClusterServer(config, cluster, message_events=events)
         self.observer = observer
         self.backoff = AcceptBackoff(observer)
+        if observer is not None:
+            observer.serving(self.core.counters)
         #: The Redis connection being dialled or served, and its parser.
         self.bus_conn: ConnId | None = None
         self.bus_parser: BusParser | None = None
+        #: Makes each client connection's TLS stream, when the server speaks
+        #: TLS (never the Redis connection's: see :meth:`tls_for`).
+        self.new_tls: Callable[[], ServerTls] | None = None
+        #: Refused connections served over TLS only to be told why (see admit).
+        self.refusing: set[ConnId] = set()
+        if tls is not None:
+            self.new_tls = functools.partial(ServerTls, tls)
 
     # ------------------------------------------------ what a data path does
 
@@ -310,23 +329,44 @@ class CoreLink:
             return []  # an older Redis connection, being closed
         return self.cluster.bus_received(conn, self.bus_parser.feed(bytes(data)), now)
 
+    def tls_for(self, conn: ConnId) -> ServerTls | None:
+        """The TLS stream of a new connection: ``None`` without TLS, and for Redis's."""
+        if self.new_tls is None or conn == self.bus_conn:
+            return None
+        return self.new_tls()
+
     def admit(
         self, now: float, sock: socket.socket, peer: Any, *, close: bool = True
     ) -> ConnId | None:
         """A connection was accepted: its id, or ``None`` once it was turned away.
 
         A connection turned away is written to and closed (``close=False``:
-        the caller closes it) and never costs a thread, task or buffer.
+        the caller closes it) and never costs a thread, task or buffer. Over
+        TLS the refusal needs a handshake: up to ``TLS_REFUSALS`` refused
+        connections at a time are served like any other, registered with the
+        core only to be told why and closed (``connection_made``), which
+        bounds them by ``close_timeout``; past that, they are closed unanswered.
         """
         self.backoff.succeeded()
-        admitted = self.core.accept(now)
+        core = self.core
+        admitted = core.accept(now)
         if isinstance(admitted, ConnectionRefused):
-            turn_away(sock, admitted, close=close)
             if self.observer is not None:
                 self.observer.refused(admitted, format_peer(peer))
-            return None
+            if self.new_tls is None or not self._room_to_refuse():
+                turn_away(sock, admitted, close=close, say=self.new_tls is None)
+                return None
+            admitted = core.connection_made(now)  # closes after the refusal line
+            self.refusing.add(admitted)
         prepare(sock)
         return admitted
+
+    def _room_to_refuse(self) -> bool:
+        """Whether one more refused connection may be served over TLS (see admit)."""
+        if len(self.refusing) >= TLS_REFUSALS:
+            # Forget those the core has forgotten (reported lost).
+            self.refusing = {c for c in self.refusing if self.core.close_reason(c) is not None}
+        return len(self.refusing) < TLS_REFUSALS
 
     def take_accepted(self, listener: socket.socket) -> list[tuple[ConnId, socket.socket]]:
         """Accept what waits on a non-blocking listener: the connections to serve.
@@ -348,14 +388,23 @@ class CoreLink:
         return served
 
     def announce(self, conn: ConnId, peer: Any) -> None:
-        """Tell the observer that ``conn`` (from ``peer``) is being served."""
-        if self.observer is not None:
+        """Tell the observer that ``conn`` (from ``peer``) is being served.
+
+        Not a refused one served over TLS only to be told why: that was
+        reported as refused.
+        """
+        if self.observer is not None and conn not in self.refusing:
             self.observer.connected(conn, format_peer(peer))
 
     def give_back(self, conn: ConnId, now: float, sock: socket.socket, peer: Any) -> None:
         """The data path cannot serve ``conn`` after all (no thread): refuse it."""
+        if conn in self.refusing:  # refused already, and reported so: just drop it
+            self.refusing.discard(conn)
+            sock.close()
+            self.feed(self.core.connection_lost, conn, now)
+            return
         refusal = self.core.refuse(conn, now)
-        turn_away(sock, refusal)
+        turn_away(sock, refusal, say=self.new_tls is None)
         if self.observer is not None:
             self.observer.refused(refusal, format_peer(peer))
 
@@ -381,8 +430,9 @@ class DrainPass(CoreLink):
         config: ServerConfig | None,
         observer: ServerObserver | None,
         cluster: ClusterConfig | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(config, observer, cluster)
+        super().__init__(config, observer, cluster, tls)
         #: Connections with news, drained by the next pass.
         self.pending: list[ConnId] = []
         self.scheduled = False

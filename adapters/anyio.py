@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import signal
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -33,6 +33,11 @@ from . import ServerObserver
 from ._plumbing import RECV_SIZE, CoreLink, is_resource_error
 from .asyncio import TransportServer
 
+if TYPE_CHECKING:
+    import ssl
+
+    from ._tls import ServerTls
+
 __all__ = ["AnyioServer", "StreamServer", "run"]
 
 _OPEN, _NOW = CloseMode.OPEN, CloseMode.NOW
@@ -41,11 +46,15 @@ _OPEN, _NOW = CloseMode.OPEN, CloseMode.NOW
 class _Connection:
     """The handles on one connection's tasks."""
 
-    __slots__ = ("may_read", "scope", "stream", "wake")
+    __slots__ = ("may_read", "scope", "stream", "tls", "wake")
 
-    def __init__(self, stream: SocketStream, scope: anyio.CancelScope) -> None:
+    def __init__(
+        self, stream: SocketStream, scope: anyio.CancelScope, tls: ServerTls | None
+    ) -> None:
         self.stream = stream
         self.scope = scope
+        #: Its TLS stream, on a TLS server: bytes pass through it both ways.
+        self.tls = tls
         #: Set when the writer has something to do.
         self.wake = anyio.Event()
         #: Set while the core takes this connection's input.
@@ -63,8 +72,9 @@ class StreamServer(CoreLink):
         observer: ServerObserver | None = None,
         *,
         cluster: ClusterConfig | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(config, observer, cluster)
+        super().__init__(config, observer, cluster, tls)
         self.clock = anyio.current_time
         self.tg: anyio.abc.TaskGroup | None = None
         self.conns: dict[ConnId, _Connection] = {}
@@ -132,7 +142,7 @@ class StreamServer(CoreLink):
 
     async def _connection(self, conn: ConnId, stream: SocketStream) -> None:
         with anyio.CancelScope() as scope:
-            c = self.conns[conn] = _Connection(stream, scope)
+            c = self.conns[conn] = _Connection(stream, scope, self.tls_for(conn))
             if conn == self.bus_conn and self.cluster is not None:
                 self.feed(self.cluster.bus_connected, conn, self.clock())
             self.service()
@@ -152,15 +162,27 @@ class StreamServer(CoreLink):
         self.check_finished()
 
     async def _read(self, conn: ConnId, c: _Connection) -> None:
-        core, feed = self.core, self.feed
+        core, feed, tls = self.core, self.feed, c.tls
         receive = self.bus_receive if conn == self.bus_conn else core.receive_data
         try:
             while True:
                 await c.may_read.wait()
                 data = await c.stream.receive(RECV_SIZE)
-                feed(receive, conn, data, self.clock())
+                if tls is None:
+                    feed(receive, conn, data, self.clock())
+                    continue
+                data = tls.receive(data)  # ssl.SSLError (an OSError) ends it
+                if data:
+                    feed(receive, conn, data, self.clock())
+                if tls.flush_due:
+                    c.wake.set()
+                if tls.peer_closed:
+                    raise anyio.EndOfStream  # its close_notify
         except anyio.EndOfStream:
             feed(core.receive_eof, conn, self.clock())
+            if tls is not None:
+                tls.receive_eof()
+                c.wake.set()  # a handshake that can no longer finish is done
             if core.close_mode(conn) is not _OPEN:
                 return  # the writer flushes and closes
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
@@ -168,17 +190,21 @@ class StreamServer(CoreLink):
         c.scope.cancel()
 
     async def _write(self, conn: ConnId, c: _Connection) -> None:
-        core = self.core
+        core, tls = self.core, c.tls
         while True:
-            data = core.data_to_send(conn, now=self.clock(), max_bytes=RECV_SIZE)
+            if tls is None:
+                data = core.data_to_send(conn, now=self.clock(), max_bytes=RECV_SIZE)
+            else:
+                data = tls.take(core, conn, self.clock(), RECV_SIZE)
             if data:
                 self.drained()
                 await c.stream.send(data)
                 continue
             mode = core.close_mode(conn)
-            if mode is not _OPEN:
-                if mode is _NOW:
-                    c.scope.cancel()
+            if mode is _NOW:
+                c.scope.cancel()
+                return
+            if mode is not _OPEN and (tls is None or tls.done):
                 return
             await c.wake.wait()
             c.wake = anyio.Event()
@@ -244,10 +270,12 @@ class AnyioServer:
         observer: ServerObserver | None = None,
         *,
         cluster: ClusterConfig | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.config = config
         self.observer = observer
         self.cluster = cluster
+        self.tls = tls
         self._stop = anyio.Event()
 
     async def serve(
@@ -262,13 +290,17 @@ class AnyioServer:
             self.observer.listening(str(host), int(port))
         async with anyio.create_task_group() as tg:
             if sniffio.current_async_library() == "asyncio":
-                transports = TransportServer(self.config, self.observer, cluster=self.cluster)
+                transports = TransportServer(
+                    self.config, self.observer, cluster=self.cluster, tls=self.tls
+                )
                 transports.start(sock)
                 task_status.started(int(port))
                 await self._stop.wait()
                 await transports.shut_down()
             else:
-                streams = StreamServer(self.config, self.observer, cluster=self.cluster)
+                streams = StreamServer(
+                    self.config, self.observer, cluster=self.cluster, tls=self.tls
+                )
                 await streams.start(sock, tg)
                 task_status.started(int(port))
                 await self._stop.wait()
@@ -288,11 +320,15 @@ def run(
     anyio_backend: str = "asyncio",
     use_uvloop: bool = False,
     cluster: ClusterConfig | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve on the listening ``sock`` until SIGINT or SIGTERM, then shut down gracefully."""
+    """Serve on the listening ``sock`` until SIGINT or SIGTERM, then shut down gracefully.
+
+    With ``tls`` (a server context), every client connection speaks TLS.
+    """
     if use_uvloop and anyio_backend != "asyncio":
         raise ValueError("uvloop runs only under anyio's asyncio backend")
-    server = AnyioServer(config, observer, cluster=cluster)
+    server = AnyioServer(config, observer, cluster=cluster, tls=tls)
 
     async def main() -> None:
         # Signals stay handled until the server has stopped: a second SIGINT

@@ -28,11 +28,17 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from chatproto import BusDial, CloseMode, ClusterConfig, ConnId, ServerConfig
 
 from . import ServerObserver
 from ._plumbing import RECV_SIZE, DrainPass
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ._tls import ServerTls
 
 __all__ = ["TransportServer"]
 
@@ -41,6 +47,9 @@ _OPEN, _AFTER_FLUSH, _NOW = CloseMode.OPEN, CloseMode.AFTER_FLUSH, CloseMode.NOW
 
 class _Connection(asyncio.Protocol):
     """One connection: callbacks feed the core; :meth:`flush` drains it."""
+
+    #: Its TLS stream, on a TLS server (:class:`_TlsConnection`).
+    tls: ServerTls | None = None
 
     def __init__(self, server: TransportServer, conn: ConnId) -> None:
         self.server = server
@@ -71,13 +80,17 @@ class _Connection(asyncio.Protocol):
         if events and self.server.observer is not None:
             self.server.observer.events(events)
         if len(data) >= RECV_SIZE and not self.held:
-            # A full chunk: more is likely waiting. The others get their turn
-            # before this connection is read again.
-            self.turn_over = True
-            assert self.transport is not None
-            self.transport.pause_reading()
-            self.server.loop.call_soon(self._next_turn)
+            self._end_turn()
         self.server.service(self.conn)
+
+    def _end_turn(self) -> None:
+        """A full chunk was read: more is likely waiting. The others get their turn first."""
+        if self.turn_over:
+            return
+        self.turn_over = True
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.server.loop.call_soon(self._next_turn)
 
     def eof_received(self) -> bool:
         self.peer_done = True
@@ -128,14 +141,17 @@ class _Connection(asyncio.Protocol):
             return
         if self.write_paused or self.fin_sent:
             return
+        tls = self.tls
         try:
             if now is None:
                 now = self.clock()
             while not self.write_paused and (
                 data := core.data_to_send(self.conn, now=now, max_bytes=RECV_SIZE)
+                if tls is None
+                else tls.take(core, self.conn, now, RECV_SIZE)
             ):
                 transport.write(data)  # may call pause_writing
-            if mode is _AFTER_FLUSH and not self.write_paused:
+            if mode is _AFTER_FLUSH and not self.write_paused and (tls is None or tls.done):
                 # Our FIN after the data; the peer's FIN (or NOW) ends it.
                 self.fin_sent = True
                 if transport.can_write_eof() and not self.peer_done:
@@ -149,6 +165,46 @@ class _Connection(asyncio.Protocol):
             transport.abort()
 
 
+class _TlsConnection(_Connection):
+    """A connection over TLS: decrypted before the core, encrypted after it (adapters/_tls.py).
+
+    The loop's own TLS (``ssl=`` on the transport) is not used: asyncio's and
+    uvloop's TLS transports drop what is written after the peer's
+    close_notify, so the replies to a half-closing client's last lines
+    (written by the next drain pass) would be lost; and the handshake would
+    have a timer of its own instead of the core's idle timer. Their TLS is
+    ``ssl.SSLObject`` over memory buffers too, so this costs the same.
+    """
+
+    def __init__(self, server: TransportServer, conn: ConnId, tls: ServerTls) -> None:
+        super().__init__(server, conn)
+        self.tls: ServerTls = tls
+
+    def data_received(self, data: bytes) -> None:
+        tls = self.tls
+        try:
+            plain = tls.receive(data)
+        except OSError:  # ssl.SSLError: the peer broke TLS
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        if plain:
+            super().data_received(plain)
+        if len(data) >= RECV_SIZE and not self.held:
+            self._end_turn()
+        if tls.flush_due:
+            self.flush()
+        if tls.peer_closed and not self.peer_done and not self.eof_received():
+            assert self.transport is not None
+            self.transport.close()  # its close_notify after our FIN: both sides done
+
+    def eof_received(self) -> bool:
+        self.tls.receive_eof()
+        keep_open = super().eof_received()
+        self.flush()  # a handshake that can no longer finish is done
+        return keep_open
+
+
 class TransportServer(DrainPass):
     """Serves one :class:`~chatproto.ChatServer` on an asyncio (or uvloop) loop."""
 
@@ -159,8 +215,9 @@ class TransportServer(DrainPass):
         observer: ServerObserver | None = None,
         *,
         cluster: ClusterConfig | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(config, observer, cluster)
+        super().__init__(config, observer, cluster, tls)
         self.loop = asyncio.get_running_loop()
         self.clock = self.loop.time
         self.protocols: dict[ConnId, _Connection] = {}
@@ -197,7 +254,9 @@ class TransportServer(DrainPass):
         if self.listener is None:
             return
         for conn, sock in self.take_accepted(self.listener):
-            task = self.loop.create_task(self._connect(_Connection(self, conn), sock))
+            tls = self.tls_for(conn)
+            protocol = _Connection(self, conn) if tls is None else _TlsConnection(self, conn, tls)
+            task = self.loop.create_task(self._connect(protocol, sock))
             self.connecting.add(task)
             task.add_done_callback(self.connecting.discard)
 

@@ -25,7 +25,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -34,6 +34,11 @@ from chatproto import BusDial, CloseMode, ClusterConfig, ConnId, ServerConfig, S
 
 from . import ServerObserver
 from ._plumbing import RECV_SIZE, DrainPass, prepare
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ._tls import ServerTls
 
 __all__ = ["GeventServer", "run"]
 
@@ -52,6 +57,7 @@ class _Connection:
         "reader",
         "receive",
         "sock",
+        "tls",
         "unsent",
         "writer",
     )
@@ -62,10 +68,13 @@ class _Connection:
         sock: socket.socket,
         reader: Any,
         receive: Callable[[ConnId, bytes, float], list[ServerEvent]],
+        tls: ServerTls | None = None,
     ) -> None:
         self.conn = conn
         self.sock = sock
         self.reader = reader
+        #: Its TLS stream, on a TLS server: bytes pass through it both ways.
+        self.tls = tls
         #: Where its bytes go: the core (a client), or the RESP parser (Redis).
         self.receive = receive
         #: The write watcher, while the socket cannot take more.
@@ -88,8 +97,9 @@ class GeventServer(DrainPass):
         observer: ServerObserver | None = None,
         *,
         cluster: ClusterConfig | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(config, observer, cluster)
+        super().__init__(config, observer, cluster, tls)
         self.loop = gevent.get_hub().loop
         self.clock = time.monotonic
         self.conns: dict[ConnId, _Connection] = {}
@@ -138,7 +148,8 @@ class GeventServer(DrainPass):
         served = self.take_accepted(self.listener)
         for conn, sock in served:
             reader = self.loop.io(sock.fileno(), _READ)
-            c = self.conns[conn] = _Connection(conn, sock, reader, self.core.receive_data)
+            tls = self.tls_for(conn)
+            c = self.conns[conn] = _Connection(conn, sock, reader, self.core.receive_data, tls)
             reader.start(self._on_readable, c)
         if served:
             self.service()
@@ -164,20 +175,39 @@ class GeventServer(DrainPass):
         except OSError:
             self._close(c)
             return
+        tls = c.tls
         if data:
-            # The hot path: CoreLink.feed inlined.
-            events = c.receive(c.conn, data, self.clock())
-            if events and self.observer is not None:
-                self.observer.events(events)
-            self.service(c.conn)
+            if tls is not None:
+                try:
+                    data = tls.receive(data)
+                except OSError:  # ssl.SSLError: the peer broke TLS
+                    self._close(c)
+                    return
+            if data:
+                # The hot path: CoreLink.feed inlined.
+                events = c.receive(c.conn, data, self.clock())
+                if events and self.observer is not None:
+                    self.observer.events(events)
+                self.service(c.conn)
+            if tls is not None:
+                if tls.flush_due:
+                    self._flush(c)
+                if tls.peer_closed and c.conn in self.conns:
+                    self._end_of_stream(c)  # its close_notify
             return
-        # End of stream.
+        if tls is not None:
+            tls.receive_eof()
+        self._end_of_stream(c)
+
+    def _end_of_stream(self, c: _Connection) -> None:
         c.reader.stop()
         if c.fin_sent:
             self._close(c)  # both sides done
         elif not c.peer_done:
             c.peer_done = True
             self.feed(self.core.receive_eof, c.conn, self.clock())
+            if c.tls is not None:
+                self._flush(c)  # a handshake that can no longer finish is done
 
     def _connected(self, dial: BusDial, sock: socket.socket, timed_out: bool = False) -> None:
         """Cluster mode: the connect to Redis finished (or timed out)."""
@@ -219,7 +249,10 @@ class GeventServer(DrainPass):
         while True:
             pending = c.unsent
             if pending is None:
-                data = core.data_to_send(c.conn, now=now, max_bytes=RECV_SIZE)
+                if c.tls is None:
+                    data = core.data_to_send(c.conn, now=now, max_bytes=RECV_SIZE)
+                else:
+                    data = c.tls.take(core, c.conn, now, RECV_SIZE)
                 if not data:
                     break
                 pending = memoryview(data)
@@ -237,7 +270,7 @@ class GeventServer(DrainPass):
                 c.writer.start(self._on_writable, c)
                 return
             c.unsent = None
-        if mode is _AFTER_FLUSH:
+        if mode is _AFTER_FLUSH and (c.tls is None or c.tls.done):
             # Our FIN after the data; the peer's FIN (or NOW) ends it.
             c.fin_sent = True
             if c.peer_done:
@@ -321,9 +354,13 @@ def run(
     *,
     observer: ServerObserver | None = None,
     cluster: ClusterConfig | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve on the listening ``sock`` until SIGINT or SIGTERM, then shut down gracefully."""
-    server = GeventServer(config, observer, cluster=cluster)
+    """Serve on the listening ``sock`` until SIGINT or SIGTERM, then shut down gracefully.
+
+    With ``tls`` (a server context), every client connection speaks TLS.
+    """
+    server = GeventServer(config, observer, cluster=cluster, tls=tls)
 
     def on_signal(signum: int) -> None:
         if observer is not None:

@@ -24,12 +24,17 @@ import sys
 import threading
 import time
 from types import FrameType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from chatproto import BusDial, CloseMode, ClusterConfig, ConnId, ServerConfig
 
 from . import ServerObserver
 from ._plumbing import RECV_SIZE, CoreLink, is_resource_error, prepare
+
+if TYPE_CHECKING:
+    import ssl
+
+    from ._tls import ServerTls
 
 __all__ = ["ThreadingServer", "run"]
 
@@ -44,10 +49,12 @@ _DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
 class _Connection:
     """The adapter's handles on one connection."""
 
-    __slots__ = ("closed", "may_read", "sock", "unsent")
+    __slots__ = ("closed", "may_read", "sock", "tls", "unsent")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, tls: ServerTls | None = None) -> None:
         self.sock = sock
+        #: Its TLS stream, on a TLS server: bytes pass through it both ways.
+        self.tls = tls
         # Set once the socket is shut down on our side; the reader then exits.
         self.closed = threading.Event()
         # Set while the core takes this connection's input.
@@ -67,10 +74,11 @@ class ThreadingServer(CoreLink):
         observer: ServerObserver | None = None,
         *,
         cluster: ClusterConfig | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not _DONTWAIT:
             raise RuntimeError("the threading adapter needs MSG_DONTWAIT (Linux, BSD, macOS)")
-        super().__init__(config, observer, cluster)
+        super().__init__(config, observer, cluster, tls)
         self.clock = time.monotonic
         self.conns: dict[ConnId, _Connection] = {}
         self.lock = threading.Lock()
@@ -127,28 +135,28 @@ class ThreadingServer(CoreLink):
                     self.stop.wait(delay)
                 continue
             sock.settimeout(None)
+            # The lock is held until the connection is announced: its reader
+            # starts now but feeds nothing (and reports nothing) before that.
             with self.lock:
                 conn = self.admit(self.clock(), sock, peer)
                 if conn is None:
                     continue  # turned away
-                c = self.conns[conn] = _Connection(sock)
-            reader = threading.Thread(target=self._read, args=(conn, c), daemon=True)
-            try:
-                reader.start()
-            except RuntimeError:
-                # No thread to be had (a task limit): refuse this one, go on.
-                with self.lock:
+                c = self.conns[conn] = _Connection(sock, self.tls_for(conn))
+                reader = threading.Thread(target=self._read, args=(conn, c), daemon=True)
+                try:
+                    reader.start()
+                except RuntimeError:
+                    # No thread to be had (a task limit): refuse this one, go on.
                     del self.conns[conn]
                     self.give_back(conn, self.clock(), sock, peer)
-                continue
-            with self.lock:
+                    continue
                 self.announce(conn, peer)
                 self.service()
 
     # -------------------------------------------------------- connections
 
     def _read(self, conn: ConnId, c: _Connection) -> None:
-        core, lock, clock = self.core, self.lock, self.clock
+        core, lock, clock, tls = self.core, self.lock, self.clock, c.tls
         receive = self.bus_receive if conn == self.bus_conn else core.receive_data
         try:
             while True:
@@ -157,11 +165,17 @@ class ThreadingServer(CoreLink):
                 if not data:
                     break
                 with lock:
-                    self.feed(receive, conn, data, clock())
+                    if tls is None:
+                        self.feed(receive, conn, data, clock())
+                    elif not self._receive_tls(conn, tls, data):
+                        break  # the peer's close_notify: its end of stream
                 if len(data) == RECV_SIZE:
                     time.sleep(0)  # more is waiting: the others get the lock first
             with lock:
                 self.feed(core.receive_eof, conn, clock())
+                if tls is not None:
+                    tls.receive_eof()
+                    self._flush(conn)  # a handshake that can no longer finish is done
             c.closed.wait()  # the writer flushes, then shuts the socket down
         except OSError:
             pass
@@ -173,6 +187,15 @@ class ThreadingServer(CoreLink):
                 c.sock.close()
                 self.feed(core.connection_lost, conn, clock())
                 self.check_finished()
+
+    def _receive_tls(self, conn: ConnId, tls: ServerTls, data: bytes) -> bool:
+        """Decrypt ``data`` and feed the core (lock held); ``False`` at the peer's close_notify."""
+        plain = tls.receive(data)  # ssl.SSLError (an OSError) ends the connection
+        if plain:
+            self.feed(self.core.receive_data, conn, plain, self.clock())
+        if tls.flush_due:
+            self._flush(conn)
+        return not tls.peer_closed
 
     def _dial_thread(self, dial: BusDial) -> None:
         """Cluster mode: connect to Redis, then read it like a client (its own thread)."""
@@ -235,7 +258,10 @@ class ThreadingServer(CoreLink):
         while True:
             pending = c.unsent
             if pending is None:
-                data = core.data_to_send(conn, now=now, max_bytes=RECV_SIZE)
+                if c.tls is None:
+                    data = core.data_to_send(conn, now=now, max_bytes=RECV_SIZE)
+                else:
+                    data = c.tls.take(core, conn, now, RECV_SIZE)
                 if not data:
                     break
                 pending = memoryview(data)
@@ -251,7 +277,7 @@ class ThreadingServer(CoreLink):
                 self.selector.register(c.sock, selectors.EVENT_WRITE, conn)
                 return
             c.unsent = None
-        if core.close_mode(conn) is _AFTER_FLUSH:
+        if core.close_mode(conn) is _AFTER_FLUSH and (c.tls is None or c.tls.done):
             self._shut(c, socket.SHUT_WR)
 
     def _shut(self, c: _Connection, how: int) -> None:
@@ -325,9 +351,13 @@ def run(
     *,
     observer: ServerObserver | None = None,
     cluster: ClusterConfig | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> None:
-    """Serve on the listening ``sock`` until SIGINT or SIGTERM, then shut down gracefully."""
-    server = ThreadingServer(config, observer, cluster=cluster)
+    """Serve on the listening ``sock`` until SIGINT or SIGTERM, then shut down gracefully.
+
+    With ``tls`` (a server context), every client connection speaks TLS.
+    """
+    server = ThreadingServer(config, observer, cluster=cluster, tls=tls)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         if observer is not None:

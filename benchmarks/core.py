@@ -27,11 +27,17 @@ docs/performance.md. Each figure is the median of
 ``--repeat`` timed runs of about ``--seconds`` each.
 
 Run: ``python benchmarks/core.py [--seconds 1] [--repeat 3] [--json]``.
+
+``--steps N --only NAME`` runs one workload for exactly ``N`` steps, untimed,
+for an instruction counter: wall time on a shared machine is noise, and
+``valgrind --tool=callgrind`` counts the same instructions every run.
+``benchmarks/core_instructions.py`` does that for every workload.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -76,14 +82,31 @@ def _timed(step: Callable[[], int], seconds: float) -> float:
 
 
 def _feed_rate(
-    n: int, reads: list[tuple[int, bytes]], count: int, seconds: float, *, each: bool = False
+    n: int,
+    reads: list[tuple[int, bytes]],
+    count: int,
+    seconds: float,
+    *,
+    each: bool = False,
+    steps: int | None = None,
 ) -> float:
     """``count`` per step, a step being ``reads`` (client index, bytes) fed in a room of ``n``.
 
     Every connection with news is drained after the step, as an adapter does
     once per loop iteration; ``each``: after every read instead, with the
     rest of the adapter contract (``next_deadline``), as for a lone request.
+    With ``steps``, it runs that many steps, untimed, and returns 0 (``--steps``).
     """
+    step = _feeder(n, reads, count, each=each)
+    if steps is not None:
+        for _ in range(steps):
+            step()
+        return 0.0
+    return _timed(step, seconds)
+
+
+def _feeder(n: int, reads: list[tuple[int, bytes]], count: int, *, each: bool) -> Callable[[], int]:
+    """The step of :func:`_feed_rate`, on a fresh room."""
     server, conns = _room(n)
     feeds = [(conns[i], data) for i, data in reads]
     receive, take, drain = server.receive_data, server.take_ready, server.data_to_send
@@ -100,30 +123,50 @@ def _feed_rate(
             drain(ready)
         return count
 
-    return _timed(step, seconds)
+    return step
 
 
-def parse_rate(seconds: float) -> float:
+def parse_rate(seconds: float, *, steps: int | None = None) -> float:
     """Lines per second through receive_data, reply drained each chunk."""
     chunk = b"".join(b"PING %d\n" % i for i in range(CHUNK_LINES))
-    return _feed_rate(1, [(0, chunk)], CHUNK_LINES, seconds)
+    return _feed_rate(1, [(0, chunk)], CHUNK_LINES, seconds, steps=steps)
 
 
-def broadcast_rate(n: int, seconds: float) -> float:
+def broadcast_rate(n: int, seconds: float, *, steps: int | None = None) -> float:
     """Deliveries per second for MSG lines from one of ``n`` clients."""
     chunk = b"MSG " + b"x" * 64 + b"\n"
-    return _feed_rate(n, [(0, chunk * CHUNK_LINES)], CHUNK_LINES * (n - 1), seconds)
+    return _feed_rate(n, [(0, chunk * CHUNK_LINES)], CHUNK_LINES * (n - 1), seconds, steps=steps)
 
 
-def single_ping_rate(seconds: float) -> float:
+def single_ping_rate(seconds: float, *, steps: int | None = None) -> float:
     """PING rounds per second, one line per read, the adapter contract after each."""
-    return _feed_rate(1, [(0, b"PING\n")] * CHUNK_LINES, CHUNK_LINES, seconds, each=True)
+    reads = [(0, b"PING\n")] * CHUNK_LINES
+    return _feed_rate(1, reads, CHUNK_LINES, seconds, each=True, steps=steps)
 
 
-def single_msg_rate(seconds: float, n: int = 10) -> float:
+def single_msg_rate(seconds: float, n: int = 10, *, steps: int | None = None) -> float:
     """Deliveries per second, one MSG per read from each of ``n`` clients in turn."""
     line = b"MSG " + b"x" * 64 + b"\n"
-    return _feed_rate(n, [(i, line) for i in range(n)], n * (n - 1), seconds)
+    return _feed_rate(n, [(i, line) for i in range(n)], n * (n - 1), seconds, steps=steps)
+
+
+#: Every workload, by the name ``--only`` takes, run for a number of steps.
+WORKLOADS: dict[str, Callable[[int], float]] = {
+    "parse": lambda steps: parse_rate(0.0, steps=steps),
+    **{
+        f"broadcast-{n}": functools.partial(lambda n, steps: broadcast_rate(n, 0.0, steps=steps), n)
+        for n in BROADCAST_SIZES
+    },
+    "single-ping": lambda steps: single_ping_rate(0.0, steps=steps),
+    "single-msg-10": lambda steps: single_msg_rate(0.0, steps=steps),
+}
+#: What one step of each workload does, and how many: lines, deliveries or rounds.
+UNITS: dict[str, tuple[int, str]] = {
+    "parse": (CHUNK_LINES, "line"),
+    **{f"broadcast-{n}": (CHUNK_LINES * (n - 1), "delivery") for n in BROADCAST_SIZES},
+    "single-ping": (CHUNK_LINES, "round"),
+    "single-msg-10": (10 * 9, "delivery"),
+}
 
 
 def run(seconds: float, repeat: int) -> dict[str, Any]:
@@ -150,7 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=1.0, help="per timed run")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per figure")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--steps", type=int, default=None, metavar="N", help="run --only for N steps, untimed"
+    )
+    parser.add_argument("--only", choices=list(WORKLOADS), help="the workload --steps runs")
     args = parser.parse_args(argv)
+    if args.steps is not None:
+        if args.only is None:
+            parser.error("--steps needs --only")
+        WORKLOADS[args.only](args.steps)
+        return 0
     result = run(args.seconds, args.repeat)
     if args.json:
         print(json.dumps(result))

@@ -39,6 +39,7 @@ from ._commands import (
     is_valid_username,
 )
 from ._config import ClientConfig, ServerConfig
+from ._counters import COMMAND_LABELS, ServerCounters
 from ._errors import ErrorCode, LocalProtocolError
 from ._events import (
     CloseMode,
@@ -100,6 +101,7 @@ def __getattr__(name: str) -> str:
 
 
 __all__ = [
+    "COMMAND_LABELS",
     "CONTROL_RE",
     "HELP_TEXT",
     "BadCommand",
@@ -149,6 +151,7 @@ __all__ = [
     "SendDirect",
     "SendMessage",
     "ServerConfig",
+    "ServerCounters",
     "ServerEvent",
     "ServerLine",
     "ServerSession",

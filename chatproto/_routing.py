@@ -48,7 +48,7 @@ __all__ = ["Routing"]
 _OPEN, _NOW = CloseMode.OPEN, CloseMode.NOW
 _BACKPRESSURE, _CLAIM = PauseCause.BACKPRESSURE, PauseCause.CLAIM
 # The kinds, as locals of this module: compared once per line with "is".
-_MSG, _PING, _BAD, _LOGIN, _DM, _WHO, _HELP = (
+_MSG, _PING, _BAD, _LOGIN, _DM, _WHO, _HELP, _QUIT = (
     Kind.MSG,
     Kind.PING,
     Kind.BAD,
@@ -56,6 +56,7 @@ _MSG, _PING, _BAD, _LOGIN, _DM, _WHO, _HELP = (
     Kind.DM,
     Kind.WHO,
     Kind.HELP,
+    Kind.QUIT,
 )
 
 
@@ -72,6 +73,11 @@ class Routing(FlowControl):
     _room: Room[Connection]
     _ready: list[ConnId]
     _conns: dict[ConnId, Connection]
+    # Totals for counters(): plain integers, incremented where the work is.
+    _msg_lines: int
+    _ping_lines: int
+    _rare_lines: list[int]
+    _lines_out: int
 
     # ------------------------------------------------------------ commands
 
@@ -94,6 +100,7 @@ class Routing(FlowControl):
             done += 1
             kind, arg = parse(line)
             if kind is _MSG:
+                self._msg_lines += 1
                 sent = self._broadcast(c.msg_prefix + arg + b"\n", c)
                 if self._message_events:
                     name = c.session.username
@@ -105,6 +112,7 @@ class Routing(FlowControl):
                     c.tokens = tokens - done + 1  # the PING runs again, and pays then
                     self._hold(c, lines[done - 1 :], _CLAIM)
                     return
+                self._ping_lines += 1  # and its PONG: see counters()
                 # _queue inlined: the request/response round trip.
                 reply = PONG_PREFIX + arg + b"\n" if arg else PONG_LINE
                 out = c.out
@@ -115,21 +123,27 @@ class Routing(FlowControl):
                 if c.queued > self._high:
                     self._congest(c)
             elif kind is _BAD:
+                self._rare_lines[_BAD] += 1  # the rarer commands, counted by kind
                 self._queue(c, ERROR_LINES[arg])
                 events.append(CommandRejected(c.id, arg))
             elif kind is _DM:
+                self._rare_lines[_DM] += 1
                 self._on_direct(c, *arg)
             elif kind is _LOGIN:
+                self._rare_lines[_LOGIN] += 1
                 if self._on_login(c, arg):
                     # Decided elsewhere (a cluster's claim): the rest waits.
                     c.tokens = tokens - done
                     self._hold(c, lines[done:], _CLAIM)
                     return
             elif kind is _WHO:
+                self._rare_lines[_WHO] += 1
                 self._on_who(c)
             elif kind is _HELP:
+                self._rare_lines[_HELP] += 1
                 self._queue(c, HELP_LINE)
             else:  # QUIT: the session is closed; nothing after it runs
+                self._rare_lines[_QUIT] += 1
                 c.tokens = tokens - done
                 self._queue(c, OK_LINE)
                 self._begin_close(c, CloseReason.QUIT, now)
@@ -174,7 +188,9 @@ class Routing(FlowControl):
         return False
 
     def _on_who(self, c: Connection) -> None:
-        self._queue(c, b"".join(m.user.user for m in self._room.members() if m.user))
+        users = [m.user.user for m in self._room.members() if m.user]
+        self._queue(c, b"".join(users))
+        self._lines_out += len(users) - 1  # _queue counts one
 
     def _on_direct(self, c: Connection, recipient: str, text: str) -> None:
         found = self._room.lookup(recipient)
@@ -193,6 +209,8 @@ class Routing(FlowControl):
     # -------------------------------------------------------------- queues
 
     def _queue(self, c: Connection, data: bytes | memoryview) -> None:
+        """Queue one line (or ``data`` of several: the caller counts the rest) for ``c``."""
+        self._lines_out += 1
         out = c.out
         if not out:
             self._ready.append(c.id)
@@ -219,6 +237,7 @@ class Routing(FlowControl):
             if queued > high:
                 self._congest(c)
             sent += 1
+        self._lines_out += sent  # once per broadcast, not per recipient
         return sent
 
     # ------------------------------------------------------------- closing
@@ -285,6 +304,7 @@ class Routing(FlowControl):
         # Past every limit on purpose: the last line it is owed.
         c.out.append(SLOW_CONSUMER_LINE)
         c.queued = len(SLOW_CONSUMER_LINE)
+        self._lines_out += 1
 
     def _finish(self, now: float) -> list[ServerEvent]:
         """Drop slow consumers, then hand out events."""

@@ -19,8 +19,10 @@ import heapq
 import math
 from typing import Final
 
+from ._commands import Kind
 from ._config import ServerConfig
 from ._connection import Connection, Timer
+from ._counters import ServerCounters
 from ._errors import ErrorCode, LocalProtocolError
 from ._events import (
     CloseMode,
@@ -28,6 +30,7 @@ from ._events import (
     ConnectionClosed,
     ConnectionRefused,
     ConnId,
+    PauseCause,
     ServerEvent,
 )
 from ._replies import (
@@ -116,6 +119,14 @@ class ChatServer(Routing):
         self._now = -math.inf
         self._events: list[ServerEvent] = []
         self._shutting_down = False
+        # Totals for counters(), each a plain integer incremented where the
+        # work already is: MSG and PING lines, the rarer commands by Kind,
+        # lines queued (PONGs excepted: one per PING), bytes the adapter took.
+        self._msg_lines = 0
+        self._ping_lines = 0
+        self._rare_lines = [0] * len(Kind)
+        self._lines_out = 0
+        self._bytes_out = 0
 
     # ----------------------------------------------------------------- state
 
@@ -325,6 +336,9 @@ class ChatServer(Routing):
             span = spans.get(c.id)
             if span is not None:
                 start, end = span
+                # One line per other user, in up to two chunks that _queue
+                # counts as one each.
+                self._lines_out += len(lines) - 1 - (start > 0) - (end < len(block))
                 if start:
                     self._queue(c, block[:start])
                 if end < len(block):
@@ -447,6 +461,7 @@ class ChatServer(Routing):
         if max_bytes is None or c.queued <= max_bytes:
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
+            self._bytes_out += c.queued
             c.queued = 0
         else:
             size = count = 0
@@ -456,6 +471,7 @@ class ChatServer(Routing):
             data = b"".join(out[:count])
             del out[:count]
             c.queued -= size
+            self._bytes_out += size
         if c.congested:
             self._drained(c, self._now if now is None else now)
         return data if type(data) is bytes else bytes(data)
@@ -464,6 +480,48 @@ class ChatServer(Routing):
         """Whether ``conn`` stays open, closes after its output, or closes now."""
         c = self._conns.get(conn)
         return _NOW if c is None else c.mode
+
+    def counters(self) -> ServerCounters:
+        """The totals since this server was made, and what it holds now (for metrics).
+
+        Cheap to keep (the totals are plain integers the hot paths increment
+        at most once per read, line or drain) and O(connections) to read, so
+        read it when asked (a scrape), not per event. Safe to call from
+        another thread than the one feeding the server, as long as the
+        interpreter has a global lock: each number is read once.
+        """
+        rare = list(self._rare_lines)  # one copy: the rare counts from the same moment
+        counts = {  # in the order of COMMAND_LABELS
+            "login": rare[Kind.LOGIN],
+            "msg": self._msg_lines,
+            "dm": rare[Kind.DM],
+            "who": rare[Kind.WHO],
+            "ping": self._ping_lines,
+            "help": rare[Kind.HELP],
+            "quit": rare[Kind.QUIT],
+            "invalid": rare[Kind.BAD],
+        }
+        queued = paused_flood = paused_back = 0
+        for c in list(self._conns.values()):  # a copy: another thread may be adding
+            queued += c.queued
+            if not c.reading and c.mode is _OPEN:
+                if c.waiting_on is not None:
+                    paused_back += 1
+                else:
+                    paused_flood += 1
+        return ServerCounters(
+            lines_in=counts,
+            # Each PING queued exactly one PONG, which its branch does not count.
+            lines_out=self._lines_out + counts["ping"],
+            bytes_out=self._bytes_out,
+            connections=len(self._conns),
+            users=len(self._room),
+            queued_bytes=queued,
+            paused={
+                PauseCause.FLOOD.value: paused_flood,
+                PauseCause.BACKPRESSURE.value: paused_back,
+            },
+        )
 
     def close_reason(self, conn: ConnId) -> CloseReason | None:
         """Why ``conn`` is closing, or ``None`` while it is open or unknown."""

@@ -108,6 +108,11 @@ class BenchConfig:
     probe_interval: float = 1.0
     #: Free text copied into the result.
     label: str = ""
+    #: Speak TLS, verifying the server against ``tls_ca`` (PEM; ``None``: the
+    #: system's CAs), or not at all with ``insecure``.
+    tls: bool = False
+    tls_ca: str | None = None
+    insecure: bool = False
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -136,6 +141,10 @@ class BenchConfig:
             raise ValueError(f"--payload must be 16 to 4000 bytes, got {self.payload}")
         if self.conc < 1:
             raise ValueError(f"--conc must be at least 1, got {self.conc}")
+        if (self.tls_ca or self.insecure) and not self.tls:
+            raise ValueError("--tls-ca and --insecure go with --tls")
+        if self.tls_ca and self.insecure:
+            raise ValueError("give --tls-ca or --insecure, not both")
         allowed = all(ch.isascii() and (ch.isalnum() or ch == "_") for ch in self.prefix)
         if not self.prefix or not allowed:
             raise ValueError(f"--prefix must be ASCII letters, digits or _, got {self.prefix!r}")

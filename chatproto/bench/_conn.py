@@ -15,6 +15,8 @@ import re
 import socket
 from collections.abc import Callable
 
+from chatproto.tls import TlsStream
+
 __all__ = ["Conn", "Sender", "complete_lines", "ignore", "lines_of"]
 
 
@@ -53,6 +55,7 @@ class Conn:
         "echo_tag",
         "fd",
         "handler",
+        "handshaking",
         "idle",
         "index",
         "logged_in",
@@ -66,6 +69,7 @@ class Conn:
         "sock",
         "t_ping",
         "t_start",
+        "tls",
     )
 
     def __init__(self, sock: socket.socket, index: int, name: str, sid: bytes) -> None:
@@ -91,7 +95,10 @@ class Conn:
         self.buf = b""
         #: Bytes the kernel did not take yet.
         self.out: list[bytes] = []
+        #: Until the connection is open: TCP connected (and, with TLS, the handshake done).
         self.connecting = True
+        #: TCP is connected and the TLS handshake is under way.
+        self.handshaking = False
         self.logged_in = False
         self.closed = False
         #: Held open without taking part (the idle scenario).
@@ -103,6 +110,9 @@ class Conn:
         #: sender id -> sender whose messages this client acknowledges.
         self.acks: dict[bytes, Sender] | None = None
         self.sender: Sender | None = None
+        #: Its TLS stream with ``--tls`` (sans-IO over the non-blocking socket):
+        #: the connection opens (``on_open``) once its handshake is done.
+        self.tls: TlsStream | None = None
 
 
 def ignore_open(conn: Conn) -> None:

@@ -2,8 +2,10 @@
 
 Owns waiting (:class:`._poller.Poller`), a timer heap, the coalescing nap,
 and the connections' life: connect (from a loopback source address with
-``--source-addrs``), write with a queue for what the kernel does not take,
-read, and close. Every connection says what it does with input and with its
+``--source-addrs``), the TLS handshake with ``--tls`` (a sans-IO
+:class:`chatproto.tls.TlsStream` per connection, so the sockets stay
+non-blocking and the loop single-threaded), write with a queue for what the
+kernel does not take, read, and close. Every connection says what it does with input and with its
 end through its callbacks (:class:`._conn.Conn`); the loop knows no protocol.
 """
 
@@ -16,6 +18,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import Any, Final
+
+from chatproto.tls import TlsStream, client_context
 
 from ._config import BenchConfig, ProcShare
 from ._conn import Conn, complete_lines
@@ -64,6 +68,8 @@ class ClientLoop:
         self.c = self.tally.c
         #: Nanoseconds spent waiting in poll: the time the loop had nothing to do.
         self.idle_ns = 0
+        #: The client context with ``--tls``.
+        self.tls = client_context(cfg.tls_ca, insecure=cfg.insecure) if cfg.tls else None
 
     def serve(self) -> None:
         """Run the loop until :attr:`finished`."""
@@ -155,6 +161,8 @@ class ClientLoop:
             sock.close()
             return err
         conn = Conn(sock, index, name, str(self.sid_base + index).encode())
+        if self.tls is not None:
+            conn.tls = TlsStream(self.tls, server_side=False, server_hostname=self.cfg.host)
         conn.t_start = time.monotonic_ns()
         conn.on_open = on_open
         conn.on_close = on_close
@@ -163,23 +171,35 @@ class ClientLoop:
         return conn
 
     def _on_writable(self, conn: Conn) -> None:
-        if conn.connecting:
+        if conn.connecting and not conn.handshaking:
             err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
                 self.lost(conn, err)
                 return
-            conn.connecting = False
             self.poller.modify(conn.fd, IN)
-            conn.on_open(conn)
+            if conn.tls is None:
+                conn.connecting = False
+                conn.on_open(conn)
+            else:  # still connecting: open once the handshake is done (_decrypt)
+                conn.handshaking = True
+                conn.tls.start()
+                self._send(conn, conn.tls.data_to_send())
             return
         data = b"".join(conn.out)
         conn.out.clear()
-        self.write(conn, data)
+        self._send(conn, data)
         if not conn.out and not conn.closed:
             self.poller.modify(conn.fd, 0 if conn.paused else IN)
 
     def write(self, conn: Conn, data: bytes) -> None:
         """Send ``data`` on ``conn``, queueing what the kernel does not take."""
+        if conn.tls is not None and not conn.closed:
+            conn.tls.send(data)
+            data = conn.tls.data_to_send()
+        self._send(conn, data)
+
+    def _send(self, conn: Conn, data: bytes) -> None:
+        """Send bytes as they go on the wire, queueing what the kernel does not take."""
         if conn.closed:
             return
         if conn.out:
@@ -208,6 +228,10 @@ class ClientLoop:
             self.lost(conn, 0)
             return
         self.c["recv_calls"] += 1
+        if conn.tls is not None:
+            data = self._decrypt(conn, conn.tls, data)
+            if not data:
+                return
         # Framing, the one place: most reads end at the end of a line with
         # nothing held back, and go to the handler as they are.
         if conn.buf or data[-1] != 10:  # 10: b"\n"
@@ -215,6 +239,26 @@ class ClientLoop:
             if not data:
                 return
         conn.handler(conn, data)
+
+    def _decrypt(self, conn: Conn, tls: TlsStream, data: bytes) -> bytes:
+        """The plaintext in ``data``; opens ``conn`` when its handshake completes."""
+        try:
+            data = tls.receive(data)
+        except OSError:  # ssl.SSLError: a certificate that does not verify...
+            self.lost(conn, errno.EPROTO)  # counted as a failed connect while handshaking
+            return b""
+        if tls.wants_write:
+            self._send(conn, tls.data_to_send())
+        if conn.handshaking and tls.established:
+            conn.handshaking = conn.connecting = False
+            conn.on_open(conn)
+        if tls.peer_closed:  # the server's close_notify: the lines before it, then the end
+            block = complete_lines(conn, data) if data else b""
+            if block:
+                conn.handler(conn, block)
+            self.lost(conn, 0)
+            return b""
+        return data
 
     def forget(self, conn: Conn) -> None:
         """Close ``conn`` without telling anyone."""

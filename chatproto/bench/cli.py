@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="idle: seconds between two probe logins (%(default)s)",
     )
     p.add_argument("--label", default="", help="free text copied into the result")
+    p.add_argument("--tls", action="store_true", help="speak TLS (the certificate is verified)")
+    p.add_argument("--tls-ca", metavar="FILE", help="with --tls: trust this CA (PEM)")
+    p.add_argument(
+        "--insecure", action="store_true", help="with --tls: do not verify the certificate"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.add_argument("--quiet", "-q", action="store_true", help="no live progress")
     add_version_option(p)
@@ -157,6 +162,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         idle_login=args.idle_login,
         probe_interval=args.probe_interval,
         label=args.label,
+        tls=args.tls,
+        tls_ca=args.tls_ca,
+        insecure=args.insecure,
         **extra,
     )
 

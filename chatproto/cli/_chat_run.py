@@ -1,17 +1,21 @@
 """The asyncio driver of ``chatproto-chat``: socket, console and client, wired.
 
-Owns the I/O: a TCP connection, the console, the keepalive timer, and the
-order of shutdown (``QUIT``, a grace period for the server to close, then
-close anyway). Moves bytes and lines between them and :class:`ChatClient`,
-which decides everything.
+Owns the I/O: a TCP connection (over asyncio's own TLS with ``tls``: a client
+that asks, waits for the answer and leaves with QUIT needs nothing more), the
+console, the keepalive timer, and the order of shutdown (``QUIT``, a grace
+period for the server to close, then close anyway). Moves bytes and lines
+between them and :class:`ChatClient`, which decides everything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from typing import Final
+
+from chatproto.tls import describe_error
 
 from ._chat_client import DEFAULT_KEEPALIVE, ChatClient
 from ._chat_console import open_console
@@ -31,12 +35,15 @@ async def run(
     mode: str = "plain",
     colour: bool = False,
     keepalive: float = DEFAULT_KEEPALIVE,
+    tls: ssl.SSLContext | None = None,
 ) -> int:
     """Connect, log in, and chat until the user leaves or the connection ends.
 
-    ``mode`` is ``"prompt"`` (prompt_toolkit) or ``"plain"``. Returns the exit
-    status: 0 when the user left, 1 when the connection was lost, 2 when it
-    could not be made.
+    ``mode`` is ``"prompt"`` (prompt_toolkit) or ``"plain"``; ``tls`` a client
+    context to speak TLS with (the server's name is checked against ``host``).
+    Returns the exit status: 0 when the user left, 1 when the connection was
+    lost, 2 when it could not be made (a certificate that does not verify
+    included).
     """
     client = ChatClient(name, colour=colour, keepalive=keepalive)
     loop = asyncio.get_running_loop()
@@ -51,12 +58,14 @@ async def run(
                 console.show(line)
 
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, ssl=tls)
         except OSError as exc:
-            text = f"cannot connect to {host}:{port}: {exc.strerror or exc}"
+            text = f"cannot connect to {host}:{port}: {describe_error(exc)}"
             show([notice(text, time.time(), colour)])
             return 2
-        show([notice(f"connected to {host}:{port}; /help lists the commands", time.time(), colour)])
+        over = "" if tls is None else f" over {writer.get_extra_info('ssl_object').version()}"
+        text = f"connected to {host}:{port}{over}; /help lists the commands"
+        show([notice(text, time.time(), colour)])
 
         async def flush() -> None:
             data = client.data_to_send()

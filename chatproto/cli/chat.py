@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from chatproto import is_valid_username
+from chatproto.tls import client_context, describe_error
 
 from ._chat_client import DEFAULT_KEEPALIVE, NAME_RULE, ChatClient
 from ._chat_format import format_event, notice, sanitize
@@ -143,10 +144,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SECONDS",
         help="PING after this much silence so the server keeps us (0: never; default %(default)s)",
     )
+    parser.add_argument(
+        "--tls", action="store_true", help="speak TLS (the server's certificate is verified)"
+    )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="with --tls: trust this CA (PEM) instead of the system's",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="with --tls: do not verify the certificate (a test server's own)",
+    )
     add_version_option(parser)
     args = parser.parse_args(argv)
     if args.name is not None and not is_valid_username(args.name):
         parser.error(f"invalid --name {args.name!r}: {NAME_RULE}")
+    if (args.tls_ca or args.insecure) and not args.tls:
+        parser.error("--tls-ca and --insecure go with --tls")
+    if args.tls_ca and args.insecure:
+        parser.error("give --tls-ca or --insecure, not both")
+    tls = None
+    if args.tls:
+        try:
+            tls = client_context(args.tls_ca, insecure=args.insecure)
+        except OSError as exc:
+            parser.error(f"cannot use --tls-ca {args.tls_ca}: {describe_error(exc)}")
 
     mode = "plain"
     if not args.plain and sys.stdin.isatty() and sys.stdout.isatty():
@@ -166,7 +190,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     colour = not args.no_color and _want_colour(sys.stdout)
     try:
         return asyncio.run(
-            run(args.host, args.port, name, mode=mode, colour=colour, keepalive=args.keepalive)
+            run(
+                args.host,
+                args.port,
+                name,
+                mode=mode,
+                colour=colour,
+                keepalive=args.keepalive,
+                tls=tls,
+            )
         )
     except KeyboardInterrupt:  # a second Ctrl-C, while leaving
         return 0

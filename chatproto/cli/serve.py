@@ -18,11 +18,13 @@ import secrets
 import socket
 import sys
 
+import chatproto
+
 try:
     import resource
 except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from chatproto import (
     CloseReason,
@@ -38,14 +40,17 @@ from chatproto import (
     InputResumed,
     MessageBroadcast,
     ServerConfig,
+    ServerCounters,
     ServerEvent,
     UserLeft,
     UserLoggedIn,
 )
-from chatproto.adapters import BACKENDS  # names only: no runtime is imported
+from chatproto.adapters import BACKENDS, ServerObserver  # names only: no runtime is imported
 
 from ._env import apply_environment
 from ._logging import LOG_FORMATS, LOG_LEVELS, configure_logging
+from ._metrics import add_metrics_option, start_metrics
+from ._serve_tls import add_tls_options, server_tls
 from ._shutdown import ShutdownSignals
 from ._version import add_version_option
 
@@ -91,6 +96,9 @@ class LoggingObserver:
 
     def listening(self, host: str, port: int) -> None:
         log.debug("accepting on %s", format_address(host, port))
+
+    def serving(self, counters: Callable[[], ServerCounters]) -> None:
+        """The core's counters are for --metrics (chatproto/cli/_metrics.py), not the log."""
 
     def signal_received(self, signum: int) -> None:
         """A SIGINT or SIGTERM arrived (the adapter's handler calls this first)."""
@@ -147,8 +155,10 @@ class LoggingObserver:
                     event.reason.value,
                 )
             elif isinstance(event, ConnectionClosed):
-                self._peers.pop(event.conn, None)
+                known = self._peers.pop(event.conn, None)
                 self._users.pop(event.conn, None)
+                if known is None and event.reason is CloseReason.SERVER_FULL:
+                    continue  # a refusal carried over TLS: it was logged as refused
                 level = (
                     logging.WARNING if event.reason is CloseReason.SLOW_CONSUMER else logging.INFO
                 )
@@ -306,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=LOG_FORMATS,
         help="text (default): time, level, logger, message; json: one object per line",
     )
+    add_tls_options(p)
+    add_metrics_option(p)
     add_version_option(p)
     return p
 
@@ -378,6 +390,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             )
         except ValueError as exc:
             parser.error(str(exc))
+    tls = server_tls(args, parser)
 
     configure_logging(args.log_level, args.log_format)
     try:
@@ -400,20 +413,31 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     # Imported before the banner: a broken install fails before it claims to serve.
     adapter = importlib.import_module(f"chatproto.adapters.{args.backend}")
     address = format_address(bound_host, bound_port)
-    print(f"chatproto-serve listening on {address} (backend {flavour}{node})", flush=True)
     shutdown = ShutdownSignals(lambda: observer.open_connections)
     observer = LoggingObserver(shutdown)
+    watcher: ServerObserver = observer
+    about = [f"backend {flavour}{node}"] + ([] if tls is None else ["TLS"])
+    metrics = None
+    if args.metrics is not None:
+        tls_on = str(tls is not None).lower()
+        info = {"version": chatproto.__version__, "backend": flavour, "tls": tls_on}
+        watcher, metrics = start_metrics(args.metrics, observer, info)
+        about.append(f"metrics {metrics.url}")
+    print(f"chatproto-serve listening on {address} ({', '.join(about)})", flush=True)
     if args.backend == "anyio":
         adapter.run(
             sock,
             config,
-            observer=observer,
+            observer=watcher,
             anyio_backend=args.anyio_backend,
             use_uvloop=args.uvloop,
             cluster=cluster,
+            tls=tls,
         )
     else:
-        adapter.run(sock, config, observer=observer, cluster=cluster)
+        adapter.run(sock, config, observer=watcher, cluster=cluster, tls=tls)
+    if metrics is not None:
+        metrics.stop()
     log.info("stopped")
     return 0
 

@@ -27,7 +27,7 @@ it creates, and only those count.
 from __future__ import annotations
 
 import selectors
-import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -714,6 +714,8 @@ class TestContext:
     liveness: Callable[[], float] | None = None
     #: A cluster's nodes: connections go to them in turn (``address`` is the first).
     spread: tuple[tuple[str, int], ...] = ()
+    #: The client context of a server reached over TLS (``None``: plain TCP).
+    tls: ssl.SSLContext | None = None
 
     def __post_init__(self) -> None:
         self.dialect = self.probed.for_strict() if self.settings.strict else self.probed
@@ -807,6 +809,7 @@ class TestContext:
                 self.deadline(),
                 self.hard_end,
                 rcvbuf=rcvbuf,
+                tls=self.tls,
             )
         except OSError as exc:
             self.fail(f"{label}: could not connect to {self.address[0]}:{self.address[1]}: {exc}")
@@ -970,11 +973,8 @@ class TestContext:
         waiting = []
         for c in conns:
             c.wire.verbose = False
-            try:
-                c.wire.sock.shutdown(socket.SHUT_WR)
-                waiting.append(c)
-            except OSError:
-                pass
+            c.wire.shutdown_write(note=False)
+            waiting.append(c)
         end = min(time.monotonic() + self.cleanup_wait, self.hard_end + 2.0)
         closed = True
         for c in waiting:

@@ -18,6 +18,7 @@ answer beyond "a line came".
 from __future__ import annotations
 
 import itertools
+import ssl
 import time
 
 from ._wire import LineSocket, PeerClosed, ReadTimeout, Transcript
@@ -35,9 +36,16 @@ class Liveness:
     """Liveness checks against one server, sharing one anchor user."""
 
     def __init__(
-        self, address: tuple[str, int], *, banner_lines: int, timeout: float, nonce: str
+        self,
+        address: tuple[str, int],
+        *,
+        banner_lines: int,
+        timeout: float,
+        nonce: str,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
+        self.tls = tls
         self.banner_lines = banner_lines
         self.timeout = timeout
         self.name = f"live{nonce}{next(_SERIAL)}"
@@ -54,7 +62,7 @@ class Liveness:
         start = time.monotonic()
         end = start + self.timeout
         try:
-            sock = LineSocket.connect(self.address, "live", self._record, end, end)
+            sock = LineSocket.connect(self.address, "live", self._record, end, end, tls=self.tls)
         except OSError as exc:
             raise ServerUnresponsive(f"a fresh connection could not be made: {exc}") from None
         sock.verbose = False

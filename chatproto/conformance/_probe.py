@@ -18,6 +18,7 @@ Reads raw lines: no dialect is applied yet, since that is what it finds out.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -70,9 +71,17 @@ def _is(*words: str) -> Callable[[Line], bool]:
 
 class _Prober:
     def __init__(
-        self, address: tuple[str, int], timeout: float, settle: float, liveness: float, nonce: str
+        self,
+        address: tuple[str, int],
+        timeout: float,
+        settle: float,
+        liveness: float,
+        nonce: str,
+        *,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
+        self.tls = tls
         self.timeout = timeout
         self.settle = settle
         self.liveness = liveness
@@ -91,7 +100,12 @@ class _Prober:
     def connect(self, label: str) -> LineSocket:
         try:
             sock = LineSocket.connect(
-                self.address, label, self.record, time.monotonic() + self.timeout, self.hard_end
+                self.address,
+                label,
+                self.record,
+                time.monotonic() + self.timeout,
+                self.hard_end,
+                tls=self.tls,
             )
         except OSError as exc:
             raise TargetUnusable(
@@ -143,7 +157,11 @@ class _Prober:
     def alive(self, what: str) -> float:
         if self.live is None:
             self.live = Liveness(
-                self.address, banner_lines=len(self.banner), timeout=self.liveness, nonce=self.nonce
+                self.address,
+                banner_lines=len(self.banner),
+                timeout=self.liveness,
+                nonce=self.nonce,
+                tls=self.tls,
             )
         try:
             return self.live.check()
@@ -192,14 +210,15 @@ def probe(
     settle: float = 1.0,
     liveness: float = 3.0,
     nonce: str = "probe",
+    tls: ssl.SSLContext | None = None,
 ) -> ProbeResult:
-    """Learn the dialect of the server at ``address``.
+    """Learn the dialect of the server at ``address`` (over TLS with ``tls``).
 
     Raises :class:`TargetUnusable` when it cannot be reached or answers nothing
     at all; a server that stops answering part-way is reported in
     :attr:`ProbeResult.deadlock`.
     """
-    p = _Prober(address, timeout, settle, liveness, nonce)
+    p = _Prober(address, timeout, settle, liveness, nonce, tls=tls)
     start = time.monotonic()
     found: dict[str, Any] = {}
     deadlock = None

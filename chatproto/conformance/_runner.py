@@ -170,6 +170,7 @@ class Runner:
                 settle=o.settle,
                 liveness=o.liveness_timeout,
                 nonce=self.nonce,
+                tls=self.target.tls,
             )
         except TargetUnusable as exc:
             self.report.unusable = str(exc)
@@ -283,6 +284,7 @@ class Runner:
                 banner_lines=len(self.dialect.banner),
                 timeout=self.options.liveness_timeout,
                 nonce=self.nonce,
+                tls=instance.tls,
             )
 
         def liveness() -> float:
@@ -305,6 +307,7 @@ class Runner:
             cleanup_wait=0.1 if self._closes_half_closed is False else 1.0,
             liveness=liveness,
             spread=getattr(instance, "addresses", ()),
+            tls=instance.tls,
         )
         result = self._execute(check, ctx, base)
         if not ctx.cleanup() and self._closes_half_closed is None:

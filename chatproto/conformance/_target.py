@@ -8,9 +8,11 @@ whole group at the end. Never speaks the chat protocol (the runner and probe
 do).
 
 Placeholders in a server command: ``{port}``, ``{host}``, ``{idle_timeout}``
-and ``{max_clients}``. They are replaced as plain text (not ``str.format``),
-so shell syntax such as ``${PORT}`` is left alone. ``PORT`` and ``HOST`` are
-also set in the server's environment.
+and ``{max_clients}``; with ``--tls``, ``{tls_cert}`` and ``{tls_key}`` (the
+files of a certificate the suite made for this run, which it then trusts).
+They are replaced as plain text (not ``str.format``), so shell syntax such as
+``${PORT}`` is left alone. ``PORT`` and ``HOST`` are also set in the server's
+environment.
 
 Flood control (docs/protocol.md §16.2) delays a client that sends faster
 than a person; several tests flood on purpose to check something else. A
@@ -33,6 +35,7 @@ import re
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -43,6 +46,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from chatproto.adapters import BACKENDS
+from chatproto.tls import ThrowawayCertificate, describe_error
 
 from ._probe import TargetUnusable
 
@@ -56,6 +60,7 @@ __all__ = [
     "backend_command",
     "backend_target",
     "flood_control_for",
+    "parse_target_url",
     "parse_tcp_url",
 ]
 
@@ -116,6 +121,16 @@ def parse_tcp_url(url: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_target_url(url: str) -> tuple[bool, str, int]:
+    """``tcp://HOST:PORT`` or ``tls://HOST:PORT`` as (TLS?, host, port); ``ValueError`` if not."""
+    if url.startswith("tls://"):
+        return (True, *parse_tcp_url("tcp://" + url[len("tls://") :]))
+    try:
+        return (False, *parse_tcp_url(url))
+    except ValueError:
+        raise ValueError(f"not a tcp://HOST:PORT or tls://HOST:PORT address: {url!r}") from None
+
+
 def free_port(host: str) -> int:
     """A port that was free a moment ago on ``host``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -130,13 +145,16 @@ def flood_control_for(profiles: Sequence[str]) -> bool:
     return all(FLOOD_CONTROL.get(p, True) for p in profiles)
 
 
-def backend_command(backend: str, *, anyio_backend: str | None = None, extra: str = "") -> str:
+def backend_command(
+    backend: str, *, anyio_backend: str | None = None, extra: str = "", tls: bool = False
+) -> str:
     """The shell command that runs ``chatproto-serve`` on ``backend``, with its defaults.
 
     Prefers the installed ``chatproto-serve`` script next to this Python (the
     very command a user runs), falling back to running its ``main``. It listens
     on port 0 and the suite reads the port from its startup line. Flood
-    control is left to the target (see :func:`backend_target`).
+    control is left to the target (see :func:`backend_target`). ``tls``: it
+    serves TLS with the suite's certificate (``{tls_cert}``, ``{tls_key}``).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -155,6 +173,8 @@ def backend_command(backend: str, *, anyio_backend: str | None = None, extra: st
     ]
     if anyio_backend:
         parts.append(f"--anyio-backend {shlex.quote(anyio_backend)}")
+    if tls:
+        parts.append("--tls-cert {tls_cert} --tls-key {tls_key}")
     if extra:
         parts.append(extra)
     return " ".join(parts)
@@ -169,21 +189,26 @@ def backend_target(
     host: str = "127.0.0.1",
     startup_timeout: float = 20.0,
     name: str | None = None,
+    certificate: ThrowawayCertificate | None = None,
 ) -> CommandTarget:
     """One of our own servers, as ``--backend`` starts it for a run of ``profiles``.
 
     Its flood control is on or off as :data:`FLOOD_CONTROL` says for the
     profiles (``--flood-rate 0`` comes after ``extra``, so it wins where it
-    applies), and tests that need ``unthrottled`` get it off.
+    applies), and tests that need ``unthrottled`` get it off. With a
+    ``certificate`` it serves TLS (``--tls``).
     """
+    tls = certificate is not None
+    default_name = f"chatproto {backend}" + (f"/{anyio_backend}" if anyio_backend else "")
     return CommandTarget(
-        backend_command(backend, anyio_backend=anyio_backend, extra=extra),
+        backend_command(backend, anyio_backend=anyio_backend, extra=extra, tls=tls),
         host=host,
         port_from_output=True,
         startup_timeout=startup_timeout,
-        name=name or f"chatproto {backend}" + (f"/{anyio_backend}" if anyio_backend else ""),
+        name=name or default_name + (" over TLS" if tls else ""),
         flood_off=FLOOD_OFF_BACKEND,
         flood_control=flood_control_for(profiles),
+        certificate=certificate,
     )
 
 
@@ -192,6 +217,8 @@ class Target:
 
     #: Whether the suite started the server (and may restart or stop it).
     controlled = False
+    #: How to reach it over TLS (a client context), or ``None``: plain TCP.
+    tls: ssl.SSLContext | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -244,10 +271,11 @@ class Target:
 
 
 class RemoteTarget(Target):
-    """A server that is already running at ``tcp://HOST:PORT``."""
+    """A server that is already running at ``tcp://HOST:PORT`` (``tls://`` with ``tls``)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, tls: ssl.SSLContext | None = None) -> None:
         self._address = (host, port)
+        self.tls = tls
 
     @property
     def address(self) -> tuple[str, int]:
@@ -255,13 +283,18 @@ class RemoteTarget(Target):
 
     @property
     def description(self) -> str:
-        return f"tcp://{self._address[0]}:{self._address[1]}"
+        scheme = "tcp" if self.tls is None else "tls"
+        return f"{scheme}://{self._address[0]}:{self._address[1]}"
 
     def start(self) -> None:
         try:
-            socket.create_connection(self._address, timeout=5.0).close()
+            with socket.create_connection(self._address, timeout=5.0) as sock:
+                if self.tls is not None:  # a certificate that does not verify is said now
+                    self.tls.wrap_socket(sock, server_hostname=self._address[0]).close()
         except OSError as exc:
-            raise TargetUnusable(f"cannot connect to {self.description}: {exc}") from exc
+            raise TargetUnusable(
+                f"cannot connect to {self.description}: {describe_error(exc)}"
+            ) from exc
 
 
 class CommandTarget(Target):
@@ -282,8 +315,13 @@ class CommandTarget(Target):
         name: str | None = None,
         flood_off: str = "",
         flood_control: bool = True,
+        certificate: ThrowawayCertificate | None = None,
     ) -> None:
         self.command = command
+        #: The certificate it serves TLS with (``{tls_cert}``, ``{tls_key}``),
+        #: made by the suite, which trusts it; ``None``: plain TCP.
+        self.certificate = certificate
+        self.tls = None if certificate is None else certificate.client_context()
         self.host = host
         self.cwd = cwd
         self.idle_timeout = idle_timeout
@@ -332,6 +370,9 @@ class CommandTarget(Target):
             ("max_clients", str(self.max_clients)),
         ):
             out = out.replace("{" + key + "}", value)
+        if self.certificate is not None:
+            out = out.replace("{tls_cert}", shlex.quote(self.certificate.cert_file))
+            out = out.replace("{tls_key}", shlex.quote(self.certificate.key_file))
         if self.flood_off and not self.flood_control:
             out = f"{out} {self.flood_off}"
         return out
@@ -550,6 +591,7 @@ class CommandTarget(Target):
             name=self.name,
             flood_off=self.flood_off,
             flood_control=self.flood_control if flood_control is None else flood_control,
+            certificate=self.certificate,
         )
 
     def variant_hint(self, setting: str) -> str:

@@ -8,17 +8,25 @@ pieces of a deliberately paced send.
 Deadlines are absolute :func:`time.monotonic` values. Each wait is also capped
 by the test's own end (``hard_end``), so no single call can outlive the test
 that made it.
+
+Over TLS (``tls://`` targets, ``--tls``) the same socket carries a
+:class:`chatproto.tls.TlsStream`: every byte sent is encrypted first and every
+byte read decrypted, so the tests see lines either way. A half-close is our
+close_notify (TCP stays open); a reset is still a reset.
 """
 
 from __future__ import annotations
 
 import selectors
 import socket
+import ssl
 import struct
 import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from chatproto.tls import TlsStream
 
 __all__ = ["Line", "LineSocket", "PeerClosed", "ReadTimeout", "Transcript", "render_bytes"]
 
@@ -139,9 +147,16 @@ class LineSocket:
     """
 
     def __init__(
-        self, sock: socket.socket, label: str, record: Transcript, hard_end: float
+        self,
+        sock: socket.socket,
+        label: str,
+        record: Transcript,
+        hard_end: float,
+        tls: TlsStream | None = None,
     ) -> None:
         self.sock = sock
+        #: The TLS layer over ``sock``, once its handshake is done (``None``: plain TCP).
+        self.tls = tls
         self.label = label
         self.record = record
         self.hard_end = hard_end
@@ -165,8 +180,13 @@ class LineSocket:
         hard_end: float,
         *,
         rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> LineSocket:
-        """Open a connection; raise :class:`OSError` if it cannot be made in time."""
+        """Open a connection; raise :class:`OSError` if it cannot be made in time.
+
+        With ``tls``, the TLS handshake is part of connecting (its failure,
+        a certificate that does not verify included, is an ``OSError`` too).
+        """
         timeout = max(0.01, min(deadline, hard_end) - time.monotonic())
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -181,7 +201,32 @@ class LineSocket:
             sock.close()
             raise
         record.note(label, f"connected to {address[0]}:{address[1]}")
-        return cls(sock, label, record, hard_end)
+        wire = cls(sock, label, record, hard_end)
+        if tls is not None:
+            try:
+                wire._handshake(tls, address[0], min(deadline, hard_end))
+            except OSError:
+                sock.close()
+                raise
+        return wire
+
+    def _handshake(self, context: ssl.SSLContext, host: str, deadline: float) -> None:
+        stream = TlsStream(context, server_side=False, server_hostname=host)
+        stream.start()
+        while True:
+            self.sock.sendall(stream.data_to_send())
+            if stream.established:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the TLS handshake did not finish in time")
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("the server closed during the TLS handshake")
+            self._buf += stream.receive(data)
+        self.tls = stream
+        self.record.note(self.label, f"TLS handshake done ({stream.version})")
 
     # ----------------------------------------------------------------- send
 
@@ -210,7 +255,7 @@ class LineSocket:
         :class:`ReadTimeout` if the server does not take the data in time.
         """
         self._record_sent(data, note)
-        view = memoryview(data)
+        view = memoryview(self._encrypted(data))
         sel = selectors.DefaultSelector()
         try:
             self.sock.setblocking(False)
@@ -242,6 +287,10 @@ class LineSocket:
             return
         except OSError:
             chunk = b""
+        if chunk and self.tls is not None:
+            chunk = self._decrypted(chunk)
+            if not chunk and not self.eof:
+                return  # a partial record, or TLS's own: nothing for us yet
         if not chunk:
             self.eof = True
             return
@@ -251,6 +300,34 @@ class LineSocket:
             if line is None:
                 break
             self._ready.append(line)
+
+    def _encrypted(self, data: bytes) -> bytes:
+        """``data`` as it goes on the wire: itself, or its TLS records."""
+        if self.tls is None:
+            return data
+        self.tls.send(data)
+        return self.tls.data_to_send()
+
+    def _decrypted(self, data: bytes) -> bytes:
+        """The plaintext in ``data`` read over TLS; sets :attr:`eof` at the server's close_notify.
+
+        A broken TLS stream ends the connection as a reset would.
+        """
+        assert self.tls is not None
+        try:
+            plain = self.tls.receive(data)
+        except ssl.SSLError as exc:
+            self.record.note(self.label, f"TLS failed: {exc.reason or exc}")
+            self.eof = True
+            return b""
+        if self.tls.wants_write:  # TLS's own answer (a key update): rare, small
+            try:
+                self.sock.send(self.tls.data_to_send())
+            except OSError:
+                pass
+        if self.tls.peer_closed and not plain:
+            self.eof = True
+        return plain
 
     def _record_sent(self, data: bytes, note: str | None) -> None:
         if note is not None:
@@ -267,6 +344,7 @@ class LineSocket:
         remaining = min(deadline, self.hard_end) - time.monotonic()
         if remaining <= 0:
             raise ReadTimeout("no time left to send")
+        data = self._encrypted(data)
         self.sock.settimeout(remaining)
         try:
             self.sock.sendall(data)
@@ -295,6 +373,10 @@ class LineSocket:
             except OSError as exc:
                 chunk = b""
                 self.record.note(self.label, f"read failed: {exc}")
+            if chunk and self.tls is not None:
+                chunk = self._decrypted(chunk)
+                if not chunk and not self.eof:
+                    continue  # a partial record, or TLS's own: read on
             if not chunk:
                 self.eof = True
                 self.record.note(self.label, "closed by the server")
@@ -358,11 +440,21 @@ class LineSocket:
 
     # ---------------------------------------------------------------- close
 
-    def shutdown_write(self) -> None:
-        """Half-close: tell the server we will send nothing more."""
-        self.record.note(self.label, "half-close (shutdown of the sending side)")
+    def shutdown_write(self, *, note: bool = True) -> None:
+        """Half-close: we will send nothing more.
+
+        Over TLS that is our close_notify alone, as TLS 1.3 defines a
+        half-close: TCP stays open both ways until the server closes.
+        """
+        if note:
+            self.record.note(self.label, "half-close (shutdown of the sending side)")
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            if self.tls is None:
+                self.sock.shutdown(socket.SHUT_WR)
+                return
+            self.tls.close()
+            self.sock.settimeout(max(0.01, self.hard_end - time.monotonic()))
+            self.sock.sendall(self.tls.data_to_send())
         except OSError:
             pass
 

@@ -46,8 +46,9 @@ from ._target import (
     Target,
     backend_target,
     flood_control_for,
-    parse_tcp_url,
+    parse_target_url,
 )
+from ._tls_options import TlsOptionError, add_tls_options, remote_tls, suite_certificate
 
 __all__ = ["build_parser", "glue_command_lines", "main"]
 
@@ -56,11 +57,13 @@ _COMMAND_LINE_OPTIONS = frozenset({"--serve-args", "--server-cmd", "--flood-off"
 
 EPILOG = """\
 targets (give exactly one):
-  tcp://HOST:PORT           a server that is already running
+  tcp://HOST:PORT           a server that is already running (tls://HOST:PORT: over TLS,
+                            verified with --tls-ca FILE, the system's CAs, or --insecure)
   --server-cmd 'CMD'        a command the suite runs through the shell; placeholders
                             {port} {host} {idle_timeout} {max_clients}; PORT and HOST
-                            are set in its environment
-  --backend NAME            one of our own backends (threading, anyio, gevent)
+                            are set in its environment; with --tls, {tls_cert} {tls_key}
+  --backend NAME            one of our own backends (threading, anyio, gevent); with
+                            --tls it serves TLS with a certificate the suite makes
                             (flood control: off for core, strict and robust, whose
                             tests flood on purpose; load keeps the defaults and turns
                             it off only for the tests that need it; see --flood-off)
@@ -70,7 +73,7 @@ exit codes: 0 conformant, 1 failures, 2 usage error, 3 target unusable
 
 
 def _add_target(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", nargs="?", help="tcp://HOST:PORT of a running server")
+    p.add_argument("target", nargs="?", help="tcp://HOST:PORT or tls://HOST:PORT of a server")
     p.add_argument("--server-cmd", metavar="CMD", help="shell command that starts the server")
     p.add_argument("--backend", choices=BACKENDS, help="start chatproto-serve with this backend")
     p.add_argument("--anyio-backend", choices=("asyncio", "trio"), help="with --backend anyio")
@@ -109,6 +112,7 @@ def _add_target(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="a late line is judged after S seconds if a fresh connection is answered (default 1)",
     )
+    add_tls_options(p)
 
 
 def glue_command_lines(argv: Sequence[str]) -> list[str]:
@@ -263,12 +267,16 @@ def make_target(args: argparse.Namespace) -> Target:
         )
     if args.anyio_backend and args.backend != "anyio":
         raise UsageError("--anyio-backend goes with --backend anyio")
-    if args.target:
-        try:
-            host, port = parse_tcp_url(args.target)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        return RemoteTarget(host, port)
+    try:
+        if args.target:
+            try:
+                url_tls, host, port = parse_target_url(args.target)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            return RemoteTarget(host, port, tls=remote_tls(args, url_tls))
+        certificate = suite_certificate(args, args.server_cmd)
+    except TlsOptionError as exc:
+        raise UsageError(str(exc)) from None
     profiles = getattr(args, "profile", None) or ["core"]
     if args.backend:
         return backend_target(
@@ -278,6 +286,7 @@ def make_target(args: argparse.Namespace) -> Target:
             extra=args.serve_args,
             host=args.host,
             startup_timeout=args.startup_timeout,
+            certificate=certificate,
         )
     return CommandTarget(
         args.server_cmd,
@@ -287,6 +296,7 @@ def make_target(args: argparse.Namespace) -> Target:
         startup_timeout=args.startup_timeout,
         flood_off=args.flood_off,
         flood_control=flood_control_for(profiles),
+        certificate=certificate,
     )
 
 
@@ -343,7 +353,7 @@ def _probe(args: argparse.Namespace) -> int:
     target = make_target(args)
     try:
         target.start()
-        found = probe(target.address, timeout=args.timeout, settle=args.settle)
+        found = probe(target.address, timeout=args.timeout, settle=args.settle, tls=target.tls)
     except TargetUnusable as exc:
         print(f"target unusable: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE

@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from chatproto.tls import client_context
+
 from ._catalogue import catalogue, select
 from ._expectations import Expectations, ExpectationsError
 from ._outcome import Outcome, Result, RunReport
@@ -39,7 +41,7 @@ from ._target import (
     Target,
     backend_target,
     flood_control_for,
-    parse_tcp_url,
+    parse_target_url,
 )
 
 __all__ = ["ChatCheckItem", "ChatSuiteFile"]
@@ -52,7 +54,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     """The ``--chat-*`` options."""
     group = parser.getgroup("chatproto-conformance", "chatproto conformance suite")
     group.addoption("--chat-server-cmd", metavar="CMD", help="shell command that starts the server")
-    group.addoption("--chat-server", metavar="tcp://HOST:PORT", help="a server already running")
+    group.addoption(
+        "--chat-server",
+        metavar="tcp://HOST:PORT",
+        help="a server already running (tls://HOST:PORT: over TLS, verified by the system's CAs)",
+    )
     group.addoption("--chat-backend", choices=BACKENDS, help="one of chatproto's own backends")
     group.addoption("--chat-cwd", metavar="DIR", help="working directory for --chat-server-cmd")
     group.addoption(
@@ -87,7 +93,8 @@ def _target(config: pytest.Config) -> Target | None:
         raise pytest.UsageError("give one of --chat-server-cmd, --chat-server, --chat-backend")
     if url:
         try:
-            return RemoteTarget(*parse_tcp_url(url))
+            tls, host, port = parse_target_url(url)
+            return RemoteTarget(host, port, tls=client_context() if tls else None)
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
     profiles = _profiles(config)

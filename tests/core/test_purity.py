@@ -20,7 +20,7 @@ import pytest
 from tests import REPO
 
 PACKAGE = REPO / "chatproto"
-EDGES = ("adapters", "cli", "conformance", "bench")
+EDGES = ("adapters", "cli", "conformance", "bench", "tls")
 # ``python -m chatproto`` runs the CLI: an entry point, not part of the core.
 ENTRY_POINTS = ("__main__.py",)
 FORBIDDEN = frozenset(

@@ -10,6 +10,7 @@ import itertools
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,13 @@ class Client:
         self.sock.connect(("127.0.0.1", port))
         self.buf = b""
         self.eof = False
+
+    @classmethod
+    def over_tls(cls, port: int, context: ssl.SSLContext) -> Client:
+        """A client that speaks TLS (the handshake is part of connecting)."""
+        client = cls(port)
+        client.sock = context.wrap_socket(client.sock, server_hostname="127.0.0.1")
+        return client
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

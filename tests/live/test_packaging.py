@@ -172,8 +172,8 @@ def test_plain_install_serves(wheel: Path, tmp_path: Path) -> None:
             str(python),
             "-c",
             "import importlib.util as u; "
-            "print([m for m in ('gevent', 'trio', 'uvloop', 'prompt_toolkit', 'wsproto') "
-            "if u.find_spec(m)])",
+            "print([m for m in ('gevent', 'trio', 'uvloop', 'prompt_toolkit', 'wsproto', "
+            "'prometheus_client') if u.find_spec(m)])",
         ],
         check=True,
         **run,  # type: ignore[call-overload]
@@ -185,6 +185,17 @@ def test_plain_install_serves(wheel: Path, tmp_path: Path) -> None:
         **run,  # type: ignore[call-overload]
     )
     assert version.stdout.startswith(f"chatproto-serve {_project()['version']} ")
+    # --metrics without its extra: one line that says what to install.
+    metrics = subprocess.run(
+        [str(bin_dir / "chatproto-serve"), "--port", "0", "--metrics", "127.0.0.1:0"],
+        check=False,
+        **run,  # type: ignore[call-overload]
+    )
+    assert metrics.returncode == 1
+    assert metrics.stderr.strip().splitlines() == [
+        "chatproto-serve: --metrics needs prometheus-client, which is not installed; "
+        "install it with: pip install 'chatproto[metrics]'"
+    ]
 
     server = subprocess.Popen(
         [str(bin_dir / "chatproto-serve"), "--host", "127.0.0.1", "--port", "0"],
@@ -229,7 +240,7 @@ def test_wheel_metadata(wheel: Path) -> None:
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
     plain = [r for r in requires if "extra ==" not in r]
     assert [r.split(":", 1)[1].split()[0] for r in plain] == ["anyio>=4.0", "sniffio>=1.3"]
-    for extra in ("trio", "uvloop", "gevent", "chat", "bridge", "all"):
+    for extra in ("trio", "uvloop", "gevent", "chat", "bridge", "metrics", "all"):
         assert f"Provides-Extra: {extra}" in meta
     for label in ("Homepage", "Documentation", "Source", "Issues"):
         assert f"Project-URL: {label}, https://" in meta

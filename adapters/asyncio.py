@@ -145,12 +145,18 @@ class _Connection(asyncio.Protocol):
         try:
             if now is None:
                 now = self.clock()
-            while not self.write_paused and (
-                data := core.data_to_send(self.conn, now=now, max_bytes=RECV_SIZE)
-                if tls is None
-                else tls.take(core, self.conn, now, RECV_SIZE)
-            ):
-                transport.write(data)  # may call pause_writing
+            while not self.write_paused:
+                if tls is None:
+                    data = core.data_to_send(self.conn, now=now, max_bytes=RECV_SIZE)
+                    if data:
+                        transport.write(data)  # may call pause_writing
+                    if len(data) < RECV_SIZE:
+                        break  # less than asked for: the queue is empty
+                else:
+                    data = tls.take(core, self.conn, now, RECV_SIZE)
+                    if not data:
+                        break
+                    transport.write(data)
             if mode is _AFTER_FLUSH and not self.write_paused and (tls is None or tls.done):
                 # Our FIN after the data; the peer's FIN (or NOW) ends it.
                 self.fin_sent = True

@@ -246,11 +246,13 @@ class GeventServer(DrainPass):
             return  # done, or waiting to be writable
         if now is None:
             now = self.clock()
-        while True:
+        last = False
+        while not last:
             pending = c.unsent
             if pending is None:
                 if c.tls is None:
                     data = core.data_to_send(c.conn, now=now, max_bytes=RECV_SIZE)
+                    last = len(data) < RECV_SIZE  # less than asked for: the queue is empty
                 else:
                     data = c.tls.take(core, c.conn, now, RECV_SIZE)
                 if not data:

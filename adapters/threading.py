@@ -255,11 +255,13 @@ class ThreadingServer(CoreLink):
         if c.unsent is not None and self.selector.get_map().get(c.sock) is not None:
             return  # parked: flushed when writable
         now = self.clock()
-        while True:
+        last = False
+        while not last:
             pending = c.unsent
             if pending is None:
                 if c.tls is None:
                     data = core.data_to_send(conn, now=now, max_bytes=RECV_SIZE)
+                    last = len(data) < RECV_SIZE  # less than asked for: the queue is empty
                 else:
                     data = c.tls.take(core, conn, now, RECV_SIZE)
                 if not data:

@@ -6,10 +6,13 @@ the current tree's, against that revision's server and the current one in
 turn (``--repeat`` times each, alternating, server on CPU 0 and load generator
 on CPU 1 when ``taskset`` is there). The current server runs with flood
 control off (``--flood-rate 0``), the setting every throughput figure uses;
-the old one has no flood control. Prints medians and their ratio as Markdown.
+the old one has no flood control (a later ``--rev`` has, and runs with it
+off too). Prints medians and their ratio as Markdown.
 
-Run: ``python benchmarks/before_after.py [--rev dc9b421] [--clients 10] [--senders 10]``
-(nothing else should run on the machine).
+Run: ``python benchmarks/before_after.py [--rev dc9b421] [--clients 10] [--senders 10]
+[--chatload PATH]`` (nothing else should run on the machine). chatload, an
+independent load generator in C that is not part of this repository, measures
+the server where chatproto-bench's own CPU is the limit (100 clients).
 """
 
 from __future__ import annotations
@@ -37,13 +40,12 @@ def pinned(cpu: str, argv: list[str]) -> list[str]:
     return [taskset, "-c", cpu, *argv] if taskset else argv
 
 
-def serve(flavour: str, tree: str | None) -> tuple[subprocess.Popen[str], int]:
+def serve(flavour: str, tree: str | None, flood_off: bool) -> tuple[subprocess.Popen[str], int]:
     """chatproto-serve from ``tree`` (``None``: the current one); returns it and its port."""
     env = dict(os.environ)
-    extra: list[str] = ["--flood-rate", "0"]
+    extra = ["--flood-rate", "0"] if flood_off else []
     if tree is not None:
         env["PYTHONPATH"] = tree
-        extra = []
     argv = [sys.executable, "-m", "chatproto", *FLAVOURS[flavour], "--host", "127.0.0.1"]
     argv += ["--port", "0", "--log-level", "warning", "--idle-timeout", "3600", *extra]
     # -m puts the working directory first on sys.path: run in the tree to serve.
@@ -61,10 +63,18 @@ def serve(flavour: str, tree: str | None) -> tuple[subprocess.Popen[str], int]:
 
 
 def fanout(port: int, pid: int, args: argparse.Namespace) -> float:
-    bench = os.path.join(os.path.dirname(sys.executable), "chatproto-bench")
-    argv = [bench, "fanout", "--port", str(port), "--clients", str(args.clients)]
+    """One fan-out run against ``port``: deliveries per second."""
+    if args.chatload:
+        # An independent C load generator: where chatproto-bench's own CPU
+        # is the limit (100 clients and more), it still measures the server.
+        argv = [args.chatload, "fanout", "--port", str(port), "--clients", str(args.clients)]
+        argv += ["--batch-us", str(args.batch_us), "--window", "4"]
+    else:
+        bench = os.path.join(os.path.dirname(sys.executable), "chatproto-bench")
+        argv = [bench, "fanout", "--port", str(port), "--clients", str(args.clients)]
+        argv += ["--json", "--quiet"]
     argv += ["--senders", str(args.senders), "--duration", str(args.seconds), "--ack", "all"]
-    argv += ["--server-pid", str(pid), "--json", "--quiet"]
+    argv += ["--server-pid", str(pid)]
     out = subprocess.run(pinned("1", argv), capture_output=True, text=True, check=True).stdout
     result: dict[str, Any] = json.loads(out)
     return float(result["deliveries_per_s"])
@@ -78,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--senders", type=int, default=10)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--chatload", help="measure with this chatload binary, not chatproto-bench")
+    p.add_argument("--batch-us", type=int, default=0, help="chatload's coalescing nap")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         tree = os.path.join(tmp, "before")
@@ -92,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 runs: dict[str, list[float]] = {"before": [], "after": []}
                 for _ in range(args.repeat):
                     for label, where in (("before", tree), ("after", None)):
-                        proc, port = serve(flavour, where)
+                        flood_off = where is None or args.rev != BEFORE
+                        proc, port = serve(flavour, where, flood_off)
                         try:
                             runs[label].append(fanout(port, proc.pid, args))
                         finally:

@@ -450,7 +450,8 @@ class ChatServer(Routing):
         ``now`` dates that progress; without it, the time of the last feeding
         call is used. With ``max_bytes``, whole queued chunks up to about that
         much are returned (at least one): call again while the socket takes
-        more. Adapters pass about a socket buffer's worth (64 KiB), so that
+        more; a result shorter than ``max_bytes`` means nothing more is queued
+        (no need to ask again). Adapters pass about a socket buffer's worth (64 KiB), so that
         progress is seen as it happens, not once per backlog. Empty when
         there is nothing to send or the connection is gone.
         """

@@ -503,3 +503,24 @@ def test_idle_timeouts_among_many_connections_cost_nothing_until_due() -> None:
     server.handle_timeout(60.0)
     assert all(server.close_reason(c) is CloseReason.IDLE_TIMEOUT for c in idle)  # type: ignore[arg-type]
     assert server.close_reason(busy) is None
+
+
+@given(
+    tokens=st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=40),
+    max_bytes=st.integers(min_value=1, max_value=4000),
+)
+def test_a_short_drain_means_the_queue_is_empty(tokens: list[int], max_bytes: int) -> None:
+    # docs/adapters.md, step 4: the adapters ask again only after a drain of
+    # at least max_bytes, so a shorter one must leave nothing behind.
+    server = ChatServer(ServerConfig(flood_rate=0))
+    conn = server.connection_made(0.0)
+    server.receive_data(conn, b"".join(b"PING " + b"t" * n + b"\n" for n in tokens), 0.0)
+    expected = b"".join(b"PONG " + b"t" * n + b"\n" if n else b"PONG\n" for n in tokens)
+    got = b""
+    while True:
+        data = server.data_to_send(conn, now=0.0, max_bytes=max_bytes)
+        got += data
+        if len(data) < max_bytes:
+            break
+    assert got == expected
+    assert server.data_to_send(conn, now=0.0) == b""

@@ -17,7 +17,8 @@ Only the standard library and the chatproto core are used.
 """
 
 from ._catalogue import catalogue, find, select
-from ._context import CheckFailed, Conn, Settings, SkipTest, TestContext
+from ._conn import Conn
+from ._context import Settings, TestContext
 from ._dialect import SPEC, VARIANTS, Dialect
 from ._expectations import Expectations, ExpectationsError
 from ._outcome import Outcome, Result, RunReport
@@ -32,6 +33,7 @@ from ._target import (
     backend_command,
     backend_target,
 )
+from ._verdicts import CheckFailed, SkipTest
 
 __all__ = [
     "BACKENDS",

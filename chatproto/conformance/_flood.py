@@ -27,7 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ._context import Conn, TestContext
+from ._conn import Conn
+from ._context import TestContext
 from ._wire import Line
 
 __all__ = [

@@ -27,21 +27,15 @@ from datetime import datetime, timezone
 
 from chatproto import __version__
 
-from ._context import (
-    CheckFailed,
-    NotImplementedFeature,
-    ServerUnresponsive,
-    Settings,
-    SkipTest,
-    TestContext,
-)
+from ._context import Settings, TestContext
 from ._dialect import FEATURES, SPEC, Dialect
 from ._expectations import Expectations
-from ._liveness import Liveness
+from ._liveness import Liveness, ServerUnresponsive
 from ._outcome import Deadlock, Outcome, Result, RunReport
 from ._probe import ProbeResult, TargetUnusable, probe
 from ._registry import Check
 from ._target import CommandTarget, Target
+from ._verdicts import CheckFailed, NotImplementedFeature, SkipTest
 from ._wire import Transcript
 
 __all__ = ["RunOptions", "Runner"]

@@ -3,7 +3,7 @@
 Importing this package registers every hand-written test (see
 :func:`chatproto.conformance._registry.check`); :mod:`.vectors` turns the
 shared spec vectors into tests too. Each module owns one area and never
-touches a socket directly: tests talk through :class:`~.._context.Conn`.
+touches a socket directly: tests talk through :class:`~.._conn.Conn`.
 """
 
 from . import (  # noqa: F401  (imported to register their tests)

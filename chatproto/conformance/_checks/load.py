@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from chatproto import Error, UserDisconnected
 
-from .._context import CheckFailed, Conn, TestContext
+from .._conn import Conn
+from .._context import TestContext
 from .._flood import (
     ConnectionKnock,
     Flooder,
@@ -34,6 +35,7 @@ from .._flood import (
     trickle,
 )
 from .._registry import check
+from .._verdicts import CheckFailed
 
 #: LOD-51: 2 MB of 100-byte MSG lines in one stream (issue 10's measurement).
 FLOOD_LINES = 20_000

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 
 from chatproto import __version__
 
+from ._command_target import CommandTarget
 from ._context import Settings, TestContext
 from ._dialect import FEATURES, SPEC, Dialect
 from ._expectations import Expectations
@@ -34,7 +35,7 @@ from ._liveness import Liveness, ServerUnresponsive
 from ._outcome import Deadlock, Outcome, Result, RunReport
 from ._probe import ProbeResult, TargetUnusable, probe
 from ._registry import Check
-from ._target import CommandTarget, Target
+from ._target import Target
 from ._verdicts import CheckFailed, NotImplementedFeature, SkipTest
 from ._wire import Transcript
 

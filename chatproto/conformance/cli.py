@@ -24,10 +24,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from chatproto.adapters import BACKENDS
 from chatproto.cli._version import add_version_option
 
+from ._backend_target import backend_target
 from ._catalogue import catalogue, find, select
 from ._cluster_target import add_cluster_arguments, make_cluster_target
+from ._command_target import CommandTarget
 from ._dialect import VARIANTS
 from ._expectations import Expectations, ExpectationsError
 from ._matrix import render_matrix
@@ -39,15 +42,7 @@ from ._report_junit import write_junit
 from ._report_markdown import write_markdown
 from ._report_text import TextReporter, format_catalogue, format_dialect
 from ._runner import Runner, RunOptions
-from ._target import (
-    BACKENDS,
-    CommandTarget,
-    RemoteTarget,
-    Target,
-    backend_target,
-    flood_control_for,
-    parse_target_url,
-)
+from ._target import RemoteTarget, Target, flood_control_for, parse_target_url
 from ._tls_options import TlsOptionError, add_tls_options, remote_tls, suite_certificate
 
 __all__ = ["build_parser", "glue_command_lines", "main"]

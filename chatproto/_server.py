@@ -6,7 +6,9 @@ taken now, and how much), the slow-consumer limits, idle and closing deadlines,
 and shutdown (docs/protocol.md §5 to §16). Never touches a socket or a clock:
 adapters feed it bytes with the time, drain its output when their sockets can
 take more, read only the connections it says to read, and close what it says
-to close.
+to close. Its halves are mixins with one job each: admission and connection
+ids (:mod:`chatproto._admission`), executing lines and the output queues
+(:mod:`chatproto._routing`), flow control (:mod:`chatproto._flow`).
 
 Output for a connection accumulates across inputs until drained, so the lines
 that many inputs produce for one recipient leave in one write. A broadcast line
@@ -17,13 +19,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Final
 
+from ._admission import Admission
 from ._commands import Kind
 from ._config import ServerConfig
 from ._connection import Connection, Timer
 from ._counters import ServerCounters
-from ._errors import ErrorCode, LocalProtocolError
 from ._events import (
     CloseMode,
     CloseReason,
@@ -33,24 +34,17 @@ from ._events import (
     PauseCause,
     ServerEvent,
 )
-from ._replies import (
-    ERROR_LINES,
-    IDLE_LINE,
-    SHUTDOWN_LINE,
-)
+from ._replies import IDLE_LINE, SHUTDOWN_LINE
 from ._room import Room
 from ._routing import Routing
 from ._server_session import ServerSession
 
 __all__ = ["ChatServer"]
 
-_FULL: Final = ConnectionRefused(CloseReason.SERVER_FULL, ERROR_LINES[ErrorCode.SERVER_FULL])
-_GOING: Final = ConnectionRefused(CloseReason.SHUTDOWN, SHUTDOWN_LINE)
-
 _OPEN, _AFTER_FLUSH, _NOW = CloseMode.OPEN, CloseMode.AFTER_FLUSH, CloseMode.NOW
 
 
-class ChatServer(Routing):
+class ChatServer(Routing, Admission):
     """A chat room and its connections, as a pure state machine.
 
     The adapter's side of the contract, in order:
@@ -171,39 +165,7 @@ class ChatServer(Routing):
 
     # ------------------------------------------------------------ lifecycle
 
-    def accept(self, now: float) -> ConnId | ConnectionRefused:
-        """Admit a connection accepted at ``now``, or say how to turn it away.
-
-        Beyond ``max_clients``, or once shutting down, the answer is a
-        :class:`ConnectionRefused`: the connection gets no id, no buffer and
-        no timer; the adapter writes its ``data`` and closes the socket at
-        once, without a task of its own (docs/protocol.md §13).
-        """
-        if self._shutting_down:
-            return _GOING
-        if self._open >= self._config.max_clients:
-            return _FULL
-        self._now = now
-        return self._admit(now)
-
-    def refuse(self, conn: ConnId, now: float) -> ConnectionRefused:
-        """Hand back a connection just admitted that the adapter cannot serve.
-
-        For an adapter that found, after :meth:`accept`, that it has no room
-        for one more (a thread that would not start): the id is forgotten as
-        if never admitted, and the connection is turned away as server-full.
-        Only valid before any input was fed for ``conn``.
-        """
-        c = self._live(conn)
-        if c is None or c.mode is not _OPEN or c.user is not None:
-            raise LocalProtocolError(
-                f"connection {conn} is not a fresh, open connection; refuse() takes "
-                "one just returned by accept()"
-            )
-        del self._conns[conn]
-        if c.counted:
-            self._open -= 1
-        return _FULL
+    # accept() and refuse() are the Admission mixin's.
 
     def connection_made(self, now: float) -> ConnId:
         """Register a new connection and return its id (the simple path).
@@ -528,24 +490,3 @@ class ChatServer(Routing):
         """Why ``conn`` is closing, or ``None`` while it is open or unknown."""
         c = self._conns.get(conn)
         return None if c is None else c.reason
-
-    # ------------------------------------------------------------ internals
-
-    def _admit(self, now: float) -> ConnId:
-        conn = ConnId(self._next_id)
-        self._next_id += 1
-        session = ServerSession(self._config.max_line_bytes)
-        c = self._conns[conn] = Connection(conn, session, now, self._burst)
-        c.counted = True
-        self._open += 1
-        heapq.heappush(self._timers, (now + self._config.idle_timeout, conn, Timer.IDLE))
-        return conn
-
-    def _live(self, conn: ConnId) -> Connection | None:
-        c = self._conns.get(conn)
-        if c is None and not 0 < conn < self._next_id:
-            raise LocalProtocolError(
-                f"connection {conn} was never issued by this server; "
-                "use the id returned by accept() or connection_made()"
-            )
-        return c

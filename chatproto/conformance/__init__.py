@@ -16,22 +16,21 @@ docs/conformance.md) or from Python::
 Only the standard library and the chatproto core are used.
 """
 
+from chatproto.adapters import BACKENDS
+
+from ._backend_target import backend_command, backend_target
 from ._catalogue import catalogue, find, select
-from ._context import CheckFailed, Conn, Settings, SkipTest, TestContext
+from ._command_target import CommandTarget
+from ._conn import Conn
+from ._context import Settings, TestContext
 from ._dialect import SPEC, VARIANTS, Dialect
 from ._expectations import Expectations, ExpectationsError
 from ._outcome import Outcome, Result, RunReport
 from ._probe import ProbeResult, TargetUnusable, probe
 from ._registry import PROFILES, Check
 from ._runner import Runner, RunOptions
-from ._target import (
-    BACKENDS,
-    CommandTarget,
-    RemoteTarget,
-    Target,
-    backend_command,
-    backend_target,
-)
+from ._target import RemoteTarget, Target
+from ._verdicts import CheckFailed, SkipTest
 
 __all__ = [
     "BACKENDS",

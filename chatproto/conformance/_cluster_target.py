@@ -20,17 +20,12 @@ import socket
 import string
 import time
 
+from chatproto.adapters import BACKENDS
+
+from ._backend_target import FLOOD_OFF_BACKEND, backend_command
+from ._command_target import CommandTarget
 from ._probe import TargetUnusable
-from ._target import (
-    BACKENDS,
-    FLOOD_OFF_BACKEND,
-    CommandTarget,
-    RemoteTarget,
-    Target,
-    backend_command,
-    flood_control_for,
-    parse_tcp_url,
-)
+from ._target import RemoteTarget, Target, flood_control_for, parse_tcp_url
 
 __all__ = ["ClusterTarget", "add_cluster_arguments", "make_cluster_target", "redis_command"]
 

@@ -8,7 +8,8 @@ with this interpreter, so that the suite's threads cannot starve them of the
 interpreter lock, nor they the suite), :func:`knock` (many connections at
 once, watched for a refusal and a close) and :func:`trickle` (slowloris:
 bytes without a newline). The socket work of the load tests lives here;
-never judges: the tests in ``_checks/load.py`` do.
+never judges: the tests in ``_checks/load.py`` and
+``_checks/load_connections.py`` do.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ._context import Conn, TestContext
+from ._conn import Conn
+from ._context import TestContext
 from ._wire import Line
 
 __all__ = [

@@ -1,10 +1,11 @@
 """The runner: starts the target, probes it, runs each test under a deadline.
 
-Owns: the order of a run (start, probe, tests, stop), the instances a test
-needs (the main server, one with a short idle timeout, one with a small
-max_clients, a throwaway one for shutdown), the per-test watchdog, the health
-check after each test, restarts after a crash, the deadlock verdict, and
-turning exceptions into outcomes. Never formats a report.
+Owns: the order of a run (start, probe, tests, stop), the per-test watchdog,
+the health check after each test, restarts after a crash, the deadlock
+verdict, and turning exceptions into outcomes. Which server a test runs
+against (the main one, one with a short idle timeout, one with a small
+max_clients, a throwaway one for shutdown) is its mixin
+:class:`~._instances.Instances`. Never formats a report.
 
 Nothing here can hang: each test body runs in a worker thread whose every wait
 is capped by the test's budget, and the runner gives up on the thread shortly
@@ -27,30 +28,20 @@ from datetime import datetime, timezone
 
 from chatproto import __version__
 
-from ._context import (
-    CheckFailed,
-    NotImplementedFeature,
-    ServerUnresponsive,
-    Settings,
-    SkipTest,
-    TestContext,
-)
+from ._context import TestContext
 from ._dialect import FEATURES, SPEC, Dialect
 from ._expectations import Expectations
-from ._liveness import Liveness
+from ._instances import Instances
+from ._liveness import Liveness, ServerUnresponsive
 from ._outcome import Deadlock, Outcome, Result, RunReport
 from ._probe import ProbeResult, TargetUnusable, probe
 from ._registry import Check
-from ._target import CommandTarget, Target
+from ._target import Target
+from ._verdicts import CheckFailed, NotImplementedFeature, SkipTest
 from ._wire import Transcript
 
 __all__ = ["RunOptions", "Runner"]
 
-#: Areas whose tests move a lot of data or wait on purpose: a late line there
-#: is waited for the whole line timeout, not judged after ``settle``.
-PATIENT_AREAS = frozenset({"ROB", "IDL", "LIM", "SHD", "LOD"})
-#: Areas whose tests are busier than most: twice the settle time.
-BUSY_AREAS = frozenset({"CON"})
 #: Root causes about framing: a later "nothing arrived" is most likely the same
 #: defect (the barrier or the command was pipelined too), and is reported so.
 FRAMING_CAUSES = frozenset(
@@ -101,7 +92,7 @@ class _Down(Exception):  # noqa: N818  (a state, not an error)
     """The server is unresponsive and cannot be restarted."""
 
 
-class Runner:
+class Runner(Instances):
     """Runs ``checks`` against ``target``; ``on_result`` hears each verdict as it comes.
 
     :meth:`run` does everything. The pytest plugin drives the same steps one
@@ -442,115 +433,6 @@ class Runner:
             instance.restart()
         except TargetUnusable as exc:
             raise _Down(f"the server could not be restarted after {after}: {exc}") from None
-
-    # ----------------------------------------------------- what tests need
-
-    def _settings(
-        self,
-        check: Check,
-        idle_timeout: float | None = None,
-        max_clients: int | None = None,
-    ) -> Settings:
-        o = self.options
-        return Settings(
-            line_timeout=o.line_timeout,
-            absence=o.absence,
-            max_line_bytes=o.max_line_bytes,
-            idle_timeout=idle_timeout,
-            max_clients=max_clients,
-            # A robust-only test tolerates dialects even in a strict+robust run.
-            strict=o.strict and "strict" in check.profiles,
-            settle=None
-            if check.area in PATIENT_AREAS
-            else self._settle * (2 if check.area in BUSY_AREAS else 1),
-            liveness_timeout=o.liveness_timeout,
-        )
-
-    def _skip_reason(self, check: Check) -> str | None:
-        target = self.target
-        if (
-            "idle" in check.needs
-            and not self.options.allow_slow
-            and not self._can_vary(target, "idle_timeout")
-        ):
-            return (
-                "needs a server with a short idle timeout. "
-                + target.variant_hint("idle_timeout")
-                + "; or pass --allow-slow (with --idle-timeout S, the server's own timeout) "
-                "to wait for it"
-            )
-        if ("max-clients" in check.needs or "crowd" in check.needs) and not self._can_vary(
-            target, "max_clients"
-        ):
-            return "needs a server with a small max_clients. " + target.variant_hint("max_clients")
-        if "own-server" in check.needs and not target.controlled:
-            return (
-                "needs a server the suite may shut down; hint: let the suite start it "
-                "with --server-cmd or --backend"
-            )
-        return None
-
-    @staticmethod
-    def _can_vary(target: Target, setting: str) -> bool:
-        has_placeholder = getattr(target, "has_placeholder", None)  # a CommandTarget, a cluster
-        return has_placeholder is not None and bool(has_placeholder(setting))
-
-    @staticmethod
-    def _can_unthrottle(target: Target) -> bool:
-        """Whether the suite can start ``target`` with flood control off, and has not."""
-        if not isinstance(target, CommandTarget):
-            return False
-        return bool(target.flood_off) and not target.unthrottled
-
-    def _instance_for(self, check: Check) -> tuple[Target | None, Settings]:
-        if "idle" in check.needs:
-            if not self._can_vary(self.target, "idle_timeout"):
-                return self.target, self._settings(check, self.options.assumed_idle_timeout)
-            short = self.options.short_idle_timeout
-            return self._variant("idle", idle_timeout=short), self._settings(check, short)
-        for need, key, size in (
-            ("max-clients", "full", self.options.small_max_clients),
-            ("crowd", "crowd", self.options.crowd_max_clients),
-        ):
-            if need in check.needs:
-                settings = self._settings(check, max_clients=size)
-                return self._variant(key, max_clients=size), settings
-        if "own-server" in check.needs:
-            fresh = self.target.variant()
-            if fresh is None:
-                return None, self._settings(check)
-            try:
-                fresh.start()
-            except TargetUnusable:
-                return None, self._settings(check)
-            return fresh, self._settings(check)
-        if "unthrottled" in check.needs and self._can_unthrottle(self.target):
-            return self._variant("unthrottled", flood_control=False), self._settings(check)
-        # A server the suite cannot unthrottle is tested as it is.
-        return self.target, self._settings(check)
-
-    def _variant(
-        self,
-        key: str,
-        *,
-        idle_timeout: float | None = None,
-        max_clients: int | None = None,
-        flood_control: bool | None = None,
-    ) -> Target | None:
-        found = self._variants.get(key)
-        if found is not None:
-            return found
-        variant = self.target.variant(
-            idle_timeout=idle_timeout, max_clients=max_clients, flood_control=flood_control
-        )
-        if variant is None:
-            return None
-        try:
-            variant.start()
-        except TargetUnusable:
-            return None
-        self._variants[key] = variant
-        return variant
 
     def _apply_expectations(self, result: Result) -> Result:
         reason = self.options.expectations.reason_for(result.id)

@@ -9,25 +9,23 @@ by the runner, the probe and the reporters.
 Exit codes: 0 conformant for the profile, 1 failures, 2 usage error, 3 target
 unusable. A server the suite started never outlives it: SIGTERM, SIGINT and
 SIGHUP end the run through the same clean-up as a normal end, and output into
-a closed pipe (``| head``) ends it quietly.
+a closed pipe (``| head``) ends it quietly (see :mod:`._signals`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
+from chatproto.adapters import BACKENDS
 from chatproto.cli._version import add_version_option
 
+from ._backend_target import backend_target
 from ._catalogue import catalogue, find, select
 from ._cluster_target import add_cluster_arguments, make_cluster_target
+from ._command_target import CommandTarget
 from ._dialect import VARIANTS
 from ._expectations import Expectations, ExpectationsError
 from ._matrix import render_matrix
@@ -39,15 +37,8 @@ from ._report_junit import write_junit
 from ._report_markdown import write_markdown
 from ._report_text import TextReporter, format_catalogue, format_dialect
 from ._runner import Runner, RunOptions
-from ._target import (
-    BACKENDS,
-    CommandTarget,
-    RemoteTarget,
-    Target,
-    backend_target,
-    flood_control_for,
-    parse_target_url,
-)
+from ._signals import EXIT_PIPE, Stopped, quiet_broken_pipe, stop_on_signals
+from ._target import RemoteTarget, Target, flood_control_for, parse_target_url
 from ._tls_options import TlsOptionError, add_tls_options, remote_tls, suite_certificate
 
 __all__ = ["build_parser", "glue_command_lines", "main"]
@@ -429,58 +420,6 @@ def _matrix(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class Stopped(Exception):  # noqa: N818  (a request, not an error)
-    """The suite got SIGTERM or SIGHUP: unwind, stopping what it started."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise :class:`Stopped` in the main thread (SIGINT already raises).
-
-    Unwinding runs the runner's ``finally``, which stops every server it
-    started. Only installed from the main thread (signals cannot be handled
-    elsewhere), and the previous handlers come back afterwards.
-    """
-    if sys.platform == "win32" or not _main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Stopped(signum)
-
-    wanted = (signal.SIGTERM, signal.SIGHUP)
-    old: dict[int, Callable[[int, FrameType | None], object] | int | None] = {
-        s: signal.signal(s, handler) for s in wanted
-    }
-    try:
-        yield
-    finally:
-        for s, previous in old.items():
-            signal.signal(s, previous)
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def _quiet_broken_pipe() -> None:
-    """stdout's reader went away (``| head``): send the rest of our output nowhere."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-
-
-#: Exit code after a closed pipe, as a shell reports a process killed by SIGPIPE.
-EXIT_PIPE = 128 + 13
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = build_parser()
@@ -496,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chatproto-conformance: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
-        _quiet_broken_pipe()
+        quiet_broken_pipe()
         return EXIT_PIPE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

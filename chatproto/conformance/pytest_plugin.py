@@ -26,23 +26,18 @@ from typing import Any
 
 import pytest
 
+from chatproto.adapters import BACKENDS
 from chatproto.tls import client_context
 
+from ._backend_target import backend_target
 from ._catalogue import catalogue, select
+from ._command_target import CommandTarget
 from ._expectations import Expectations, ExpectationsError
 from ._outcome import Outcome, Result, RunReport
 from ._registry import PROFILES, Check
 from ._report_text import TextReporter
 from ._runner import Runner, RunOptions
-from ._target import (
-    BACKENDS,
-    CommandTarget,
-    RemoteTarget,
-    Target,
-    backend_target,
-    flood_control_for,
-    parse_target_url,
-)
+from ._target import RemoteTarget, Target, flood_control_for, parse_target_url
 
 __all__ = ["ChatCheckItem", "ChatSuiteFile"]
 

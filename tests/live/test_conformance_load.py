@@ -17,17 +17,13 @@ import pytest
 
 import chatproto
 from chatproto.conformance import catalogue, select
+from chatproto.conformance._backend_target import FLOOD_OFF_BACKEND, backend_target
+from chatproto.conformance._command_target import CommandTarget
 from chatproto.conformance._flood import READER_SCRIPT, flood_lines
 from chatproto.conformance._load_reader import Connection, Reader, Witness
 from chatproto.conformance._outcome import Outcome, Result
 from chatproto.conformance._report_text import TextReporter
-from chatproto.conformance._target import (
-    FLOOD_CONTROL,
-    FLOOD_OFF_BACKEND,
-    CommandTarget,
-    backend_target,
-    flood_control_for,
-)
+from chatproto.conformance._target import FLOOD_CONTROL, flood_control_for
 from chatproto.conformance.cli import build_parser, glue_command_lines, make_target
 
 

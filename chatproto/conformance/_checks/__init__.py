@@ -2,8 +2,9 @@
 
 Importing this package registers every hand-written test (see
 :func:`chatproto.conformance._registry.check`); :mod:`.vectors` turns the
-shared spec vectors into tests too. Each module owns one area and never
-touches a socket directly: tests talk through :class:`~.._context.Conn`.
+shared spec vectors into tests too. Each module owns one area (load has
+two: floods of lines, floods of connections) and never touches a socket
+directly: tests talk through :class:`~.._conn.Conn`.
 """
 
 from . import (  # noqa: F401  (imported to register their tests)
@@ -15,6 +16,7 @@ from . import (  # noqa: F401  (imported to register their tests)
     idle,
     limits,
     load,
+    load_connections,
     login,
     msg,
     ping,

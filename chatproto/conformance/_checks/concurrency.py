@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from chatproto import Error, MessageReceived, Ok, Pong, User, UserJoined
 
-from .._context import Conn, TestContext
+from .._conn import Conn
+from .._context import TestContext
 from .._registry import check
 
 CLIENTS = 40

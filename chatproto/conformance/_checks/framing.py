@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from chatproto import Ok
 
-from .._context import CheckFailed, TestContext
+from .._context import TestContext
 from .._registry import check
+from .._verdicts import CheckFailed
 
 
 def _bytewise(data: bytes) -> list[bytes]:

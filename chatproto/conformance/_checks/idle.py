@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 
-from .._context import NotImplementedFeature, TestContext
+from .._context import TestContext
 from .._registry import check
+from .._verdicts import NotImplementedFeature
 from .._wire import PeerClosed, ReadTimeout
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .._context import DUPLICATE_LEAVE, Conn, TestContext
+from .._conn import DUPLICATE_LEAVE, Conn
+from .._context import TestContext
 from .._dialect import SPEC_LEAVE
 from .._registry import check
 

@@ -12,7 +12,8 @@ import time
 
 from chatproto import Error, MessageReceived, Pong, UserDisconnected
 
-from .._context import Conn, TestContext
+from .._conn import Conn
+from .._context import TestContext
 from .._registry import check
 
 #: Bytes of MSG text per flood message; with the prefix, under max_line_bytes.

@@ -11,7 +11,8 @@ from __future__ import annotations
 from chatproto import Error, UserDisconnected, UserJoined, parse_server_line
 from chatproto.vectors import Expect, Send, Vector, load_vectors
 
-from .._context import Conn, TestContext
+from .._conn import Conn
+from .._context import TestContext
 from .._registry import Check
 
 

@@ -212,7 +212,7 @@ class CommandTarget(Target):
             )
         except OSError as exc:
             raise TargetUnusable(f"cannot start the server: {exc}") from exc
-        self._readers = [
+        readers = [
             threading.Thread(
                 target=self._pump, args=(self._proc.stdout, self._stdout, "out"), daemon=True
             ),
@@ -220,8 +220,11 @@ class CommandTarget(Target):
                 target=self._pump, args=(self._proc.stderr, self._stderr, "err"), daemon=True
             ),
         ]
-        for reader in self._readers:
+        for reader in readers:
             reader.start()
+        # Known to stop() only once both run: a signal between the two starts
+        # (Ctrl-C at the wrong moment) must not make stop() join one that never did.
+        self._readers = readers
         try:
             self._wait_ready()
         except TargetUnusable as exc:

@@ -442,6 +442,10 @@ class DrainPass(CoreLink):
         """Write what the core has for ``conn`` while its socket takes it; close when told."""
         raise NotImplementedError
 
+    def flush_all(self, conns: list[ConnId], now: float) -> None:
+        """:meth:`flush` each of ``conns``: the drain pass, one call per connection."""
+        raise NotImplementedError
+
     def call_soon(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` at the end of this loop iteration."""
         raise NotImplementedError
@@ -497,8 +501,6 @@ class DrainPass(CoreLink):
         self.scheduled = False
         start = time.perf_counter()
         pending, self.pending = self.pending, []
-        now = self.clock()
-        for conn in pending:
-            self.flush(conn, now)
+        self.flush_all(pending, self.clock())
         self.pass_cost = time.perf_counter() - start
         self.drained()  # drains can let held input run now

@@ -311,6 +311,13 @@ class TransportServer(DrainPass):
         if p is not None:
             p.flush(now)
 
+    def flush_all(self, conns: list[ConnId], now: float) -> None:
+        get = self.protocols.get
+        for conn in conns:
+            p = get(conn)
+            if p is not None:
+                p.flush(now)
+
     def set_timer(self, deadline: float | None) -> None:
         if self.timer is not None:
             self.timer.cancel()

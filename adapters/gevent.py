@@ -235,6 +235,13 @@ class GeventServer(DrainPass):
         if c is not None:
             self._flush(c, now)
 
+    def flush_all(self, conns: list[ConnId], now: float) -> None:
+        get, flush = self.conns.get, self._flush
+        for conn in conns:
+            c = get(conn)
+            if c is not None:
+                flush(c, now)
+
     def _flush(self, c: _Connection, now: float | None = None) -> None:
         """Send what the core has for ``c`` until the kernel pushes back; close when told."""
         core = self.core

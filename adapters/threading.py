@@ -238,10 +238,11 @@ class ThreadingServer(CoreLink):
                 if deadline is not None and deadline <= self.clock():
                     self.on_timer(self.clock())
                 pending, self.pending = self.pending, []
+                now = self.clock()
                 for conn in pending:
-                    self._flush(conn)
+                    self._flush(conn, now)
 
-    def _flush(self, conn: ConnId) -> None:
+    def _flush(self, conn: ConnId, now: float | None = None) -> None:
         """Send what the core has for ``conn`` until the kernel pushes back (lock held)."""
         c = self.conns.get(conn)
         if c is None:
@@ -254,7 +255,8 @@ class ThreadingServer(CoreLink):
             return
         if c.unsent is not None and self.selector.get_map().get(c.sock) is not None:
             return  # parked: flushed when writable
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         last = False
         while not last:
             pending = c.unsent

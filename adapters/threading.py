@@ -160,7 +160,8 @@ class ThreadingServer(CoreLink):
         receive = self.bus_receive if conn == self.bus_conn else core.receive_data
         try:
             while True:
-                c.may_read.wait()  # while the core does not take its input
+                if not c.may_read.is_set():  # is_set takes no lock: the common case
+                    c.may_read.wait()  # while the core does not take its input
                 data = c.sock.recv(RECV_SIZE)
                 if not data:
                     break

@@ -28,7 +28,10 @@ def repro(plan: Plan, s: Scenario, t: Target) -> str:
     options: chatload is not part of the repository.
     """
     p = scenario_params(s, t, plan.quick)
-    server = [a if a != "0" else "4000" for a in t.argv]
+    # The port the target picks (0) becomes 4000; no other argument changes.
+    server = [
+        "4000" if a == "0" and i and t.argv[i - 1] == "--port" else a for i, a in enumerate(t.argv)
+    ]
     if server[:3] == [PY, "-m", "chatproto"]:
         server = ["chatproto-serve", *server[3:]]
     else:

@@ -166,7 +166,8 @@ class StreamServer(CoreLink):
         receive = self.bus_receive if conn == self.bus_conn else core.receive_data
         try:
             while True:
-                await c.may_read.wait()
+                if not c.may_read.is_set():  # waiting on a set event would yield once more
+                    await c.may_read.wait()  # while the core does not take its input
                 data = await c.stream.receive(RECV_SIZE)
                 if tls is None:
                     feed(receive, conn, data, self.clock())

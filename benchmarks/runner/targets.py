@@ -54,8 +54,8 @@ def _serve(*args: str) -> tuple[str, ...]:
         "--idle-timeout",
         "3600",
         # Throughput is measured with flood control off: a closed-loop sender
-        # sends far more than the default 50 lines/s on purpose. The flood
-        # scenario of docs/performance.md measures the defaults separately.
+        # sends far more than the default 50 lines/s on purpose. The notes of
+        # docs/performance.md ("Flow control") measure the defaults separately.
         "--flood-rate",
         "0",
     )

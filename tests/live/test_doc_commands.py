@@ -67,8 +67,12 @@ def help_text(program: tuple[str, ...]) -> str:
         return serve_parser().format_help()
     if program == ("chatproto-bench",):
         return bench_parser().format_help()
+    if program[0] == "chatproto-conformance":
+        argv = [sys.executable, "-m", "chatproto.conformance", *program[1:]]
+    else:
+        argv = [sys.executable, *program[1:]]  # python SCRIPT
     done = subprocess.run(
-        [sys.executable, *program[1:], "--help"],
+        [*argv, "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -87,6 +91,8 @@ def check(command: list[str]) -> None:
         script = args[0]
         assert (ROOT / script).is_file(), f"{script} is not in the repository"
         key, args = (program, script), args[1:]
+    elif program == "chatproto-conformance" and args and not args[0].startswith("-"):
+        key, args = (program, args[0]), args[1:]  # its options are the subcommand's
     known = help_text(key)
     for i, word in enumerate(args):
         if word.startswith("--"):
@@ -122,6 +128,9 @@ def test_the_checker_refuses_what_a_clean_clone_lacks() -> None:
         check(["chatproto-bench", "fanout", "--nap", "1"])
     with pytest.raises(AssertionError, match="not in the repository"):
         check(["python", "benchmarks/nothing.py"])
+    with pytest.raises(AssertionError, match="has no option --nope"):
+        check(["chatproto-conformance", "run", "--nope"])
+    check(["chatproto-conformance", "run", "--backend", "gevent", "--profile", "load"])
     with pytest.raises(AssertionError, match="no scenario or target nope"):
         check(["python", "benchmarks/run.py", "--only", "fanout-10,nope"])
     assert simple_commands("a --x 1 &  b 2 # c") == [["a", "--x", "1"], ["b", "2"]]

@@ -8,20 +8,12 @@ ever committed).
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 
 import pytest
 
 from chatproto.tls import ThrowawayCertificate, TlsStream, client_context, server_context
 
 pytest.importorskip("trustme")
-
-
-@pytest.fixture(scope="module")
-def cert() -> Iterator[ThrowawayCertificate]:
-    made = ThrowawayCertificate()
-    yield made
-    made.close()
 
 
 def connected_pair(

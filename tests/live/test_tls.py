@@ -31,13 +31,6 @@ from .suite_runs import RunPool
 pytest.importorskip("trustme")
 
 
-@pytest.fixture(scope="module")
-def cert() -> Iterator[ThrowawayCertificate]:
-    made = ThrowawayCertificate()
-    yield made
-    made.close()
-
-
 def tls_args(cert: ThrowawayCertificate) -> list[str]:
     return ["--tls-cert", cert.cert_file, "--tls-key", cert.key_file]
 

@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
             capture_output=True,
         )
+        link = os.path.join(tree, "chatproto", "adapters")
+        if not os.path.exists(link):
+            # A revision that maps adapters/ in pyproject.toml, as this one
+            # does: run from source, the package needs the link instead.
+            os.symlink(os.path.join("..", "adapters"), link)
         try:
             rows = []
             for flavour in args.backends.split(","):

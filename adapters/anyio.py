@@ -313,6 +313,7 @@ class AnyioServer:
         self._stop.set()
 
 
+# The twins' entry point: the same parameters in every data path.
 def run(
     sock: socket.socket,
     config: ServerConfig | None = None,

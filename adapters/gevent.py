@@ -357,6 +357,7 @@ class GeventServer(DrainPass):
         timer.start(fire)
 
 
+# The twins' entry point: the same parameters in every data path.
 def run(
     sock: socket.socket,
     config: ServerConfig | None = None,

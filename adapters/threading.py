@@ -350,6 +350,7 @@ class ThreadingServer(CoreLink):
             pass  # the pair is full: the writer is awake anyway
 
 
+# The twins' entry point: the same parameters in every data path.
 def run(
     sock: socket.socket,
     config: ServerConfig | None = None,

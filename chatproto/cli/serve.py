@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
 from collections.abc import Callable, Mapping, Sequence
 
+# The public names it uses, in the package's own (alphabetical) order.
 from chatproto import (
     CloseReason,
     ClusterConfig,

@@ -130,6 +130,10 @@ class ClusterTarget(Target):
         if self.redis is not None:
             self.redis.start()
             self.nodes = [self._node(b, a, i) for i, (b, a) in enumerate(self.backends or [])]
+        self._start_nodes()
+
+    def _start_nodes(self) -> None:
+        """Start every node, and wait until each is linked to Redis."""
         try:
             for node in self.nodes:
                 node.start()
@@ -240,15 +244,7 @@ class _SharedRedisCluster(ClusterTarget):
 
     def start(self) -> None:
         self.nodes = [self._node(b, a, i) for i, (b, a) in enumerate(self.backends or [])]
-        try:
-            for node in self.nodes:
-                node.start()
-            deadline = time.monotonic() + self.startup_timeout
-            for node in self.nodes:
-                _wait_linked(node.address, deadline)
-        except TargetUnusable:
-            self.stop()
-            raise
+        self._start_nodes()
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -130,9 +130,13 @@ def conformance_target(flavour: tuple[str, ...]) -> list[str]:
     return ["--backend", flavour[1], *([f"--serve-args={rest}"] if rest else [])]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def strict_runs() -> Iterator[RunPool]:
-    """The strict profile over TLS on every flavour, started at once, a few at a time."""
+    """The strict profile over TLS on every flavour, started at once, a few at a time.
+
+    Started with the module's first test (autouse), so that the runs go on
+    while the tests before theirs wait on their servers' timers.
+    """
     wanted = {
         name: ["run", *conformance_target(args), "--tls", "--profile", "strict", "-q"]
         for name, args in FLAVOURS.items()

@@ -467,10 +467,7 @@ class DrainPass(CoreLink):
         ``origin`` is the connection whose read caused the news, if any.
         """
         core = self.core
-        changes = core.take_reading_changes()  # apply_reading_changes, inlined: once per read
-        if changes:
-            for conn, read in changes:
-                self.set_reading(conn, read)
+        self.apply_reading_changes()
         ready = core.take_ready()
         if ready:
             if origin is not None and not self.scheduled and len(ready) == 1 and ready[0] == origin:

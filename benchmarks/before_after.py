@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -28,29 +27,26 @@ import sys
 import tempfile
 from typing import Any
 
+from runner.server import parse_port, pinning
+from runner.targets import serve_argv
+
 from chatproto.adapters import FLAVOURS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: The last commit before flow control (issue 10).
 BEFORE = "dc9b421"
-
-
-def pinned(cpu: str, argv: list[str]) -> list[str]:
-    taskset = shutil.which("taskset")
-    return [taskset, "-c", cpu, *argv] if taskset else argv
+#: ``taskset`` prefixes: the server on one CPU, the load generator on the others.
+SERVER_CPU, LOADGEN_CPU = pinning()
 
 
 def serve(flavour: str, tree: str | None, flood_off: bool) -> tuple[subprocess.Popen[str], int]:
     """chatproto-serve from ``tree`` (``None``: the current one); returns it and its port."""
     env = dict(os.environ)
-    extra = ["--flood-rate", "0"] if flood_off else []
     if tree is not None:
         env["PYTHONPATH"] = tree
-    argv = [sys.executable, "-m", "chatproto", *FLAVOURS[flavour], "--host", "127.0.0.1"]
-    argv += ["--port", "0", "--log-level", "warning", "--idle-timeout", "3600", *extra]
     # -m puts the working directory first on sys.path: run in the tree to serve.
     proc = subprocess.Popen(
-        pinned("0", argv),
+        [*SERVER_CPU, *serve_argv(*FLAVOURS[flavour], flood_off=flood_off)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -58,8 +54,9 @@ def serve(flavour: str, tree: str | None, flood_off: bool) -> tuple[subprocess.P
         cwd=tree or REPO,
     )
     assert proc.stdout is not None
-    banner = proc.stdout.readline()
-    return proc, int(banner.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+    port = parse_port(proc.stdout.readline())
+    assert port is not None, "chatproto-serve printed no port"
+    return proc, port
 
 
 def fanout(port: int, pid: int, args: argparse.Namespace) -> float:
@@ -75,7 +72,7 @@ def fanout(port: int, pid: int, args: argparse.Namespace) -> float:
         argv += ["--json", "--quiet"]
     argv += ["--senders", str(args.senders), "--duration", str(args.seconds), "--ack", "all"]
     argv += ["--server-pid", str(pid)]
-    out = subprocess.run(pinned("1", argv), capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*LOADGEN_CPU, *argv], capture_output=True, text=True, check=True).stdout
     result: dict[str, Any] = json.loads(out)
     return float(result["deliveries_per_s"])
 

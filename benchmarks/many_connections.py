@@ -26,6 +26,9 @@ import sys
 import time
 from typing import Any
 
+from runner.server import parse_port
+from runner.targets import serve_argv
+
 from chatproto.adapters import FLAVOURS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,28 +36,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def serve(flavour: str) -> tuple[subprocess.Popen[str], int]:
     """Start chatproto-serve; return it and its port."""
-    argv = [
-        sys.executable,
-        "-m",
-        "chatproto",
-        *FLAVOURS[flavour],
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--log-level",
-        "warning",
-        "--idle-timeout",
-        "3600",
-        "--max-clients",
-        "20000",
-        "--flood-rate",
-        "0",
-    ]
+    argv = [*serve_argv(*FLAVOURS[flavour], "--max-clients", "20000")]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
-    banner = proc.stdout.readline()
-    port = int(banner.split("listening on ")[1].split()[0].rsplit(":", 1)[1])
+    port = parse_port(proc.stdout.readline())
+    assert port is not None, "chatproto-serve printed no port"
     return proc, port
 
 

@@ -37,7 +37,13 @@ class Target:
     description: str = ""
 
 
-def _serve(*args: str) -> tuple[str, ...]:
+def serve_argv(*args: str, flood_off: bool = True) -> tuple[str, ...]:
+    """``chatproto-serve`` with ``args``, as every benchmark starts it (port 0: it picks one).
+
+    ``flood_off=False`` leaves out ``--flood-rate 0``, for a revision that
+    has no such option (benchmarks/before_after.py).
+    """
+    flood = ("--flood-rate", "0") if flood_off else ()
     return (
         PY,
         "-m",
@@ -56,8 +62,7 @@ def _serve(*args: str) -> tuple[str, ...]:
         # Throughput is measured with flood control off: a closed-loop sender
         # sends far more than the default 50 lines/s on purpose. The notes of
         # docs/performance.md ("Flow control") measure the defaults separately.
-        "--flood-rate",
-        "0",
+        *flood,
     )
 
 
@@ -66,7 +71,7 @@ TARGETS: tuple[Target, ...] = (
         "serve-threading",
         "product",
         "threads",
-        _serve("--backend", "threading"),
+        serve_argv("--backend", "threading"),
         baseline="bare-threads",
         description="chatproto-serve --backend threading",
     ),
@@ -74,7 +79,7 @@ TARGETS: tuple[Target, ...] = (
         "serve-asyncio",
         "product",
         "asyncio",
-        _serve("--backend", "anyio"),
+        serve_argv("--backend", "anyio"),
         needs=("anyio",),
         baseline="bare-asyncio",
         description="chatproto-serve --backend anyio (asyncio)",
@@ -83,7 +88,7 @@ TARGETS: tuple[Target, ...] = (
         "serve-uvloop",
         "product",
         "uvloop",
-        _serve("--backend", "anyio", "--uvloop"),
+        serve_argv("--backend", "anyio", "--uvloop"),
         needs=("anyio", "uvloop"),
         baseline="bare-uvloop",
         description="chatproto-serve --backend anyio --uvloop",
@@ -92,7 +97,7 @@ TARGETS: tuple[Target, ...] = (
         "serve-trio",
         "product",
         "trio",
-        _serve("--backend", "anyio", "--anyio-backend", "trio"),
+        serve_argv("--backend", "anyio", "--anyio-backend", "trio"),
         needs=("anyio", "trio"),
         description="chatproto-serve --backend anyio --anyio-backend trio",
     ),
@@ -100,7 +105,7 @@ TARGETS: tuple[Target, ...] = (
         "serve-gevent",
         "product",
         "gevent",
-        _serve("--backend", "gevent"),
+        serve_argv("--backend", "gevent"),
         needs=("gevent",),
         baseline="bare-gevent",
         description="chatproto-serve --backend gevent",
